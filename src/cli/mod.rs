@@ -1,0 +1,164 @@
+//! The command-line front-end: Go-compatible flag syntax (see [`argv`]), one file per
+//! subcommand, and the mapping of outcomes to exit codes: 0 success, 1 runtime
+//! failure, 2 bad usage or configuration. Only this module and `main.rs` print to
+//! stdout, read arguments and the environment, or use `anyhow`.
+
+pub mod argv;
+mod beat;
+mod cancel;
+mod connect;
+mod enqueue;
+mod limit;
+mod migrate;
+mod prune;
+mod replay;
+mod torture;
+mod triage;
+mod worker;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::ConfigError;
+
+/// The version line printed by `reproq --version` (reproq-django shows it verbatim).
+pub fn version_line() -> String {
+    format!("reproq-worker version {}", crate::VERSION)
+}
+
+const USAGE: &str =
+    "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version> [args]";
+
+/// reproq: run background tasks out of PostgreSQL (a drop-in for the Go reproq-worker).
+#[derive(Debug, Parser)]
+#[command(name = "reproq", disable_version_flag = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Claim and run tasks (the main daemon)
+    Worker(worker::WorkerArgs),
+    /// Enqueue due periodic tasks (cron scheduler)
+    Beat(beat::BeatArgs),
+    /// Enqueue a new READY copy of a task
+    Replay(replay::ReplayArgs),
+    /// Request cancellation of a task
+    Cancel(cancel::CancelArgs),
+    /// Inspect and retry FAILED tasks
+    Triage(triage::TriageArgs),
+    /// Manage rate limits
+    Limit(limit::LimitArgs),
+    /// Delete expired or old tasks
+    Prune(prune::PruneArgs),
+    /// Insert tasks from the command line
+    Enqueue(enqueue::EnqueueArgs),
+    /// Load-test a loopback database
+    Torture(torture::TortureArgs),
+    /// Create or upgrade the schema (idempotent)
+    Migrate(migrate::MigrateArgs),
+    /// Print the version
+    Version,
+}
+
+/// A bad flag or argument combination: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A subcommand whose behaviour is not built yet: exit status 1.
+#[derive(Debug, thiserror::Error)]
+#[error("`reproq {0}` is not built yet in this version of reproq; use the Go reproq-worker for it")]
+pub struct NotBuilt(pub &'static str);
+
+/// Parses `args` (program name first), runs the subcommand, and returns the exit code.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let first = args.get(1).and_then(|a| a.to_str());
+    match first {
+        None => {
+            println!("{USAGE}");
+            return ExitCode::from(1);
+        }
+        Some("--version" | "-version" | "version") => {
+            println!("{}", version_line());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    if let Some(usage) = group_usage(&args) {
+        println!("{usage}");
+        return ExitCode::SUCCESS;
+    }
+    let command = Cli::command();
+    let normalized = argv::normalize(&command, args);
+    let matches = match command.try_get_matches_from(normalized) {
+        Ok(matches) => matches,
+        Err(error) => return clap_exit(&error),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
+    let sub_matches = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    let outcome = runtime().and_then(|rt| rt.block_on(dispatch(cli.command, sub_matches)));
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("reproq: {error:#}");
+            exit_code_for(&error)
+        }
+    }
+}
+
+async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Worker(args) => args.run(&matches).await,
+        Command::Beat(args) => args.run().await,
+        Command::Replay(args) => args.run().await,
+        Command::Cancel(args) => args.run().await,
+        Command::Triage(args) => args.run().await,
+        Command::Limit(args) => args.run().await,
+        Command::Prune(args) => args.run().await,
+        Command::Enqueue(args) => args.run().await,
+        Command::Torture(args) => args.run().await,
+        Command::Migrate(args) => args.run().await,
+        Command::Version => {
+            println!("{}", version_line());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `reproq triage` (or `limit`, `prune`) with no verb or an unknown one prints that
+/// group's usage and exits 0, as the Go worker does.
+fn group_usage(args: &[OsString]) -> Option<&'static str> {
+    let group = args.get(1)?.to_str()?;
+    let (usage, verbs): (_, &[&str]) = match group {
+        "triage" => ("usage: reproq triage <list|inspect|retry> [args]", &["list", "inspect", "retry"]),
+        "limit" => ("usage: reproq limit <set|ls|rm> [args]", &["set", "ls", "rm"]),
+        "prune" => ("usage: reproq prune <expired|successful> [args]", &["expired", "successful"]),
+        _ => return None,
+    };
+    match args.get(2).and_then(|a| a.to_str()) {
+        Some(verb) if verbs.contains(&verb) || verb.starts_with('-') => None,
+        _ => Some(usage),
+    }
+}
+
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    ExitCode::from(if error.use_stderr() { 2 } else { 0 })
+}
+
+fn exit_code_for(error: &anyhow::Error) -> ExitCode {
+    let usage = error.downcast_ref::<UsageError>().is_some() || error.downcast_ref::<ConfigError>().is_some();
+    ExitCode::from(if usage { 2 } else { 1 })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

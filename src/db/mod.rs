@@ -1,0 +1,61 @@
+//! The database edge: connecting a pool from a [`Dsn`], and the schema migrations.
+//! SQL lives only here and in `queue/`.
+
+pub mod migrate;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::config::Dsn;
+
+/// Most connections one process opens (the Go worker's pool size).
+pub const MAX_CONNECTIONS: u32 = 20;
+
+/// A failure to reach the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The DSN's parameters were rejected.
+    #[error(transparent)]
+    Dsn(#[from] crate::config::dsn::DsnError),
+    /// The first connection failed.
+    #[error("failed to connect to database {dsn}: {source}")]
+    Connect {
+        /// The DSN, password redacted.
+        dsn: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+}
+
+/// Connects once (so a bad DSN fails fast with the driver's reason), then returns a
+/// pool of up to `max_connections` that reconnects on its own.
+///
+/// # Errors
+/// [`DbError`] when the DSN is unusable or the server does not answer.
+pub async fn connect(dsn: &Dsn, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = connect_options(dsn)?;
+    let mut first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options))
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+        .map_err(|source| DbError::Connect { dsn: dsn.to_string(), source })?;
+    first.ping().await.map_err(|source| DbError::Connect { dsn: dsn.to_string(), source })?;
+    let _ = first.close().await;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .max_lifetime(Duration::from_secs(3600))
+        .idle_timeout(Duration::from_secs(1800))
+        .connect_lazy_with(options))
+}
+
+/// Driver options for `dsn`, with a recognisable `application_name`.
+///
+/// # Errors
+/// The DSN's parameters were rejected.
+pub fn connect_options(dsn: &Dsn) -> Result<PgConnectOptions, DbError> {
+    let options = dsn.connect_options()?;
+    Ok(if options.get_application_name().is_none() { options.application_name("reproq") } else { options })
+}

@@ -1,0 +1,28 @@
+//! reproq: a PostgreSQL-backed background task worker, drop-in compatible with the Go
+//! `reproq-worker` that reproq-django drives.
+//!
+//! # Codemap
+//!
+//! - `cli/`: clap front-end (Go flag syntax), one file per subcommand, exit codes.
+//! - `config/`: defaults ← file ← env ← flags, resolved once into typed structs; DSN
+//!   and Go-duration parsing.
+//! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
+//! - `db/`: connecting a pool; the idempotent schema migrations.
+//! - `queue/`: one-shot SQL operations, one file per operation.
+//!
+//! # Invariants
+//!
+//! - Dependencies point one way: `main → cli → runner → {queue, executor} → db`;
+//!   `config` and `telemetry` depend on nothing of ours.
+//! - SQL lives only in `db/` and `queue/`.
+//! - Only `main.rs` and `cli/` print to stdout, read arguments or the environment
+//!   (the DSN's libpq `PG*` fallbacks aside), or use `anyhow`.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod queue;
+pub mod telemetry;
+
+/// The crate version, written to `reproq_workers.version` and `reproq --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
