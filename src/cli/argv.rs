@@ -9,6 +9,32 @@ use std::ffi::OsString;
 
 use clap::Command;
 
+/// Applies Go semantics to the whole command tree: a flag given twice means the last
+/// one wins, and an environment variable that is set but empty means "not set" (spec
+/// §2.3.1) rather than an empty value.
+pub fn go_semantics(command: Command) -> Command {
+    let command = command.args_override_self(true);
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()))
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    let mut command = empty
+        .into_iter()
+        .fold(command, |c, id| c.mut_arg(id, |a| a.env(None)));
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, go_semantics);
+    }
+    command
+}
+
 /// Rewrites `args` (program name first) into clap's syntax for `command`'s tree.
 pub fn normalize(command: &Command, args: Vec<OsString>) -> Vec<OsString> {
     let mut args = args.into_iter();
@@ -51,7 +77,9 @@ pub fn normalize(command: &Command, args: Vec<OsString>) -> Vec<OsString> {
         let takes_value = current
             .get_arguments()
             .find(|a| a.get_long() == Some(name))
-            .map(|a| a.get_num_args().is_none_or(|n| n.min_values() > 0) && a.get_action().takes_values());
+            .map(|a| {
+                a.get_num_args().is_none_or(|n| n.min_values() > 0) && a.get_action().takes_values()
+            });
         match (takes_value, inline) {
             (Some(true), Some("")) => {}
             (Some(true), Some(value)) => out.push(format!("--{name}={value}").into()),
@@ -101,36 +129,69 @@ mod tests {
 
     #[test]
     fn single_and_double_dash_forms() {
-        assert_eq!(run(&["r", "worker", "-dsn", "x"]), ["r", "worker", "--dsn=x"]);
-        assert_eq!(run(&["r", "worker", "--dsn", "x"]), ["r", "worker", "--dsn=x"]);
+        assert_eq!(
+            run(&["r", "worker", "-dsn", "x"]),
+            ["r", "worker", "--dsn=x"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "--dsn", "x"]),
+            ["r", "worker", "--dsn=x"]
+        );
         assert_eq!(run(&["r", "worker", "-dsn=x"]), ["r", "worker", "--dsn=x"]);
-        assert_eq!(run(&["r", "worker", "--dsn=x=y"]), ["r", "worker", "--dsn=x=y"]);
-        assert_eq!(run(&["r", "worker", "--dsn", "-weird"]), ["r", "worker", "--dsn=-weird"]);
+        assert_eq!(
+            run(&["r", "worker", "--dsn=x=y"]),
+            ["r", "worker", "--dsn=x=y"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "--dsn", "-weird"]),
+            ["r", "worker", "--dsn=-weird"]
+        );
     }
 
     #[test]
     fn empty_values_mean_not_given() {
-        assert_eq!(run(&["r", "worker", "--queues", "", "--dsn", "x"]), ["r", "worker", "--dsn=x"]);
+        assert_eq!(
+            run(&["r", "worker", "--queues", "", "--dsn", "x"]),
+            ["r", "worker", "--dsn=x"]
+        );
         assert_eq!(run(&["r", "worker", "--queues="]), ["r", "worker"]);
     }
 
     #[test]
     fn bare_booleans_do_not_consume_the_next_word() {
-        assert_eq!(run(&["r", "worker", "--once", "--dsn", "x"]), ["r", "worker", "--once", "--dsn=x"]);
-        assert_eq!(run(&["r", "worker", "-once=false"]), ["r", "worker", "--once=false"]);
+        assert_eq!(
+            run(&["r", "worker", "--once", "--dsn", "x"]),
+            ["r", "worker", "--once", "--dsn=x"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "-once=false"]),
+            ["r", "worker", "--once=false"]
+        );
         // A bare word after a boolean is a positional: Go stops parsing there.
-        assert_eq!(run(&["r", "worker", "--once", "true", "--dsn", "x"]), ["r", "worker", "--once"]);
+        assert_eq!(
+            run(&["r", "worker", "--once", "true", "--dsn", "x"]),
+            ["r", "worker", "--once"]
+        );
     }
 
     #[test]
     fn stops_at_positional_or_double_dash() {
-        assert_eq!(run(&["r", "worker", "--dsn", "x", "--", "--queues", "q"]), ["r", "worker", "--dsn=x"]);
-        assert_eq!(run(&["r", "worker", "extra", "--dsn", "x"]), ["r", "worker"]);
+        assert_eq!(
+            run(&["r", "worker", "--dsn", "x", "--", "--queues", "q"]),
+            ["r", "worker", "--dsn=x"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "extra", "--dsn", "x"]),
+            ["r", "worker"]
+        );
     }
 
     #[test]
     fn help_and_unknown_flags_pass_through() {
         assert_eq!(run(&["r", "worker", "-h"]), ["r", "worker", "--help"]);
-        assert_eq!(run(&["r", "worker", "-bogus", "1"]), ["r", "worker", "--bogus"]);
+        assert_eq!(
+            run(&["r", "worker", "-bogus", "1"]),
+            ["r", "worker", "--bogus"]
+        );
     }
 }

@@ -31,8 +31,14 @@ impl ConnectArgs {
             (Some(dsn), _) => dsn.to_owned(),
             (None, Some(path)) => {
                 let file = ConfigFile::load(path).map_err(|e| UsageError(e.to_string()))?;
-                let from = |table: &'static str| file.section(table).ok().and_then(|s| s.string("dsn").ok().flatten());
-                from("worker").or_else(|| from("")).ok_or_else(|| UsageError(format!("no dsn in {}", path.display())))?
+                let from = |table: &'static str| {
+                    file.section(table)
+                        .ok()
+                        .and_then(|s| s.string("dsn").ok().flatten())
+                };
+                from("worker")
+                    .or_else(|| from(""))
+                    .ok_or_else(|| UsageError(format!("no dsn in {}", path.display())))?
             }
             (None, None) => return Err(UsageError(crate::config::DSN_REQUIRED.into()).into()),
         };
@@ -45,6 +51,8 @@ impl ConnectArgs {
     /// As [`ConnectArgs::dsn`], and when the database does not answer.
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
         let dsn = self.dsn()?;
-        crate::db::connect(&dsn, 4).await.context("connecting to the database")
+        crate::db::connect(&dsn, 4)
+            .await
+            .context("connecting to the database")
     }
 }

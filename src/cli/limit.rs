@@ -64,12 +64,18 @@ impl LimitArgs {
         match self.command {
             LimitCommand::Set(args) => {
                 let key = required_key(args.key)?;
-                let burst = i32::try_from(args.burst).map_err(|_| UsageError("burst_size is too large".into()))?;
+                let burst = i32::try_from(args.burst)
+                    .map_err(|_| UsageError("burst_size is too large".into()))?;
                 let pool = args.connect.pool().await?;
                 rate_limit::set(&pool, &key, args.rate, burst).await?;
-                println!("Set rate limit {key}: {:.2} tokens/sec, burst {burst}", args.rate);
+                println!(
+                    "Set rate limit {key}: {:.2} tokens/sec, burst {burst}",
+                    args.rate
+                );
                 if args.rate == 0.0 {
-                    eprintln!("note: rate 0 disables limiting for {key} and shadows broader keys (queue:, global)");
+                    eprintln!(
+                        "note: rate 0 disables limiting for {key} and shadows broader keys (queue:, global)"
+                    );
                 }
             }
             LimitCommand::Ls(args) => {
@@ -116,5 +122,6 @@ impl LimitArgs {
 }
 
 fn required_key(key: Option<String>) -> Result<String, UsageError> {
-    key.filter(|k| !k.is_empty()).ok_or_else(|| UsageError("--key is required".into()))
+    key.filter(|k| !k.is_empty())
+        .ok_or_else(|| UsageError("--key is required".into()))
 }

@@ -22,7 +22,10 @@ impl MigrateArgs {
         for index in &report.rebuilt_indexes {
             println!("Rebuilt invalid index {index}");
         }
-        println!("Applied {} migration file(s), {} statement(s); schema is up to date.", report.files, report.statements);
+        println!(
+            "Applied {} migration file(s), {} statement(s); schema is up to date.",
+            report.files, report.statements
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -28,12 +28,15 @@ pub fn version_line() -> String {
     format!("reproq-worker version {}", crate::VERSION)
 }
 
-const USAGE: &str =
-    "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version> [args]";
+const USAGE: &str = "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version> [args]";
 
 /// reproq: run background tasks out of PostgreSQL (a drop-in for the Go reproq-worker).
 #[derive(Debug, Parser)]
-#[command(name = "reproq", disable_version_flag = true, arg_required_else_help = true)]
+#[command(
+    name = "reproq",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Claim and run tasks (the main daemon)
-    Worker(worker::WorkerArgs),
+    Worker(Box<worker::WorkerArgs>),
     /// Enqueue due periodic tasks (cron scheduler)
     Beat(beat::BeatArgs),
     /// Enqueue a new READY copy of a task
@@ -93,7 +96,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         println!("{usage}");
         return ExitCode::SUCCESS;
     }
-    let command = Cli::command();
+    let command = argv::go_semantics(Cli::command());
     let normalized = argv::normalize(&command, args);
     let matches = match command.try_get_matches_from(normalized) {
         Ok(matches) => matches,
@@ -103,7 +106,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return clap_exit(&error),
     };
-    let sub_matches = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    let sub_matches = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
     let outcome = runtime().and_then(|rt| rt.block_on(dispatch(cli.command, sub_matches)));
     match outcome {
         Ok(code) => code,
@@ -138,9 +144,18 @@ async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result
 fn group_usage(args: &[OsString]) -> Option<&'static str> {
     let group = args.get(1)?.to_str()?;
     let (usage, verbs): (_, &[&str]) = match group {
-        "triage" => ("usage: reproq triage <list|inspect|retry> [args]", &["list", "inspect", "retry"]),
-        "limit" => ("usage: reproq limit <set|ls|rm> [args]", &["set", "ls", "rm"]),
-        "prune" => ("usage: reproq prune <expired|successful> [args]", &["expired", "successful"]),
+        "triage" => (
+            "usage: reproq triage <list|inspect|retry> [args]",
+            &["list", "inspect", "retry"],
+        ),
+        "limit" => (
+            "usage: reproq limit <set|ls|rm> [args]",
+            &["set", "ls", "rm"],
+        ),
+        "prune" => (
+            "usage: reproq prune <expired|successful> [args]",
+            &["expired", "successful"],
+        ),
         _ => return None,
     };
     match args.get(2).and_then(|a| a.to_str()) {
@@ -155,10 +170,13 @@ fn clap_exit(error: &clap::Error) -> ExitCode {
 }
 
 fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    let usage = error.downcast_ref::<UsageError>().is_some() || error.downcast_ref::<ConfigError>().is_some();
+    let usage = error.downcast_ref::<UsageError>().is_some()
+        || error.downcast_ref::<ConfigError>().is_some();
     ExitCode::from(if usage { 2 } else { 1 })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

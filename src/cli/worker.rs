@@ -20,7 +20,8 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     pub async fn run(self, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-        let file = config::load_file(self.flags.config.as_deref(), None).map_err(ConfigError::from)?;
+        let file =
+            config::load_file(self.flags.config.as_deref(), None).map_err(ConfigError::from)?;
         let resolved = WorkerConfig::resolve(&self.flags, matches, file.as_ref().map(|(f, _)| f));
         if self.validate.unwrap_or(false) {
             return Ok(validate(resolved).await);
@@ -45,9 +46,19 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
     for warning in &config.warnings {
         println!("warning: {warning}");
     }
-    let width = config.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let width = config
+        .settings
+        .iter()
+        .map(|s| s.key.len())
+        .max()
+        .unwrap_or(0);
     for setting in &config.settings {
-        println!("{:width$}  {:<7}  {}", setting.key, setting.source.to_string(), setting.value);
+        println!(
+            "{:width$}  {:<7}  {}",
+            setting.key,
+            setting.source.to_string(),
+            setting.value
+        );
     }
     match crate::db::connect(&config.dsn, 1).await {
         Ok(_) => {
@@ -60,5 +71,130 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
             println!("  - database: {error}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, argv};
+    use clap::CommandFactory;
+    use std::time::Duration;
+
+    /// Parses a `reproq worker …` command line the way `cli::run` does.
+    fn resolve(args: &[String]) -> WorkerConfig {
+        let mut full = vec!["reproq".to_owned(), "worker".to_owned()];
+        full.extend_from_slice(args);
+        let command = argv::go_semantics(Cli::command());
+        let normalized = argv::normalize(&command, full.into_iter().map(Into::into).collect());
+        let matches = command.try_get_matches_from(normalized).unwrap();
+        let worker = matches.subcommand_matches("worker").unwrap();
+        let flags = WorkerFlags::from_arg_matches(worker).unwrap();
+        WorkerConfig::resolve(&flags, worker, None).unwrap()
+    }
+
+    use clap::FromArgMatches;
+
+    /// Every argument reproq-django passes (contract §9), plus the Go-only ones.
+    #[test]
+    fn every_contract_flag_lands_in_the_typed_config() {
+        for dash in ["-", "--"] {
+            let pairs: &[(&str, &str)] = &[
+                ("dsn", "postgres://app:secret@:/mydb"),
+                ("concurrency", "7"),
+                ("queues", "high, default"),
+                ("allowed-task-modules", "myapp.tasks.,reproq_django.tasks."),
+                ("logs-dir", "/tmp/reproq-logs"),
+                ("payload-mode", "file"),
+                ("metrics-port", "9100"),
+                ("metrics-addr", "127.0.0.1:9090"),
+                ("metrics-auth-token", "tok"),
+                ("metrics-allow-cidrs", "127.0.0.1/32,::1/128"),
+                ("metrics-tls-cert", "/c.pem"),
+                ("metrics-tls-key", "/k.pem"),
+                ("metrics-tls-client-ca", "/ca.pem"),
+                ("metrics-auth-limit", "5"),
+                ("metrics-auth-window", "2m"),
+                ("metrics-auth-max-entries", "50"),
+                ("worker-id", "w-9"),
+                ("process-role", "worker"),
+                ("lease-seconds", "0x78"),
+                ("heartbeat-seconds", "30"),
+                ("reclaim-interval-seconds", "0"),
+                ("priority-aging-factor", "1e1"),
+            ];
+            let args: Vec<String> = pairs
+                .iter()
+                .flat_map(|(k, v)| [format!("{dash}{k}"), (*v).to_owned()])
+                .collect();
+            let config = resolve(&args);
+            assert_eq!(config.dsn.to_string(), "postgres://app:[REDACTED]@/mydb");
+            assert_eq!(config.concurrency.get(), 7);
+            assert_eq!(config.queues, ["high", "default"]);
+            assert_eq!(
+                config.allowed_task_modules,
+                ["myapp.tasks.", "reproq_django.tasks."]
+            );
+            assert_eq!(
+                config.logs_dir.as_deref(),
+                Some(std::path::Path::new("/tmp/reproq-logs"))
+            );
+            assert_eq!(config.payload_mode, crate::config::PayloadMode::File);
+            assert_eq!(
+                config.metrics.listen.as_deref(),
+                Some("127.0.0.1:9090"),
+                "addr wins over port"
+            );
+            assert_eq!(
+                config.metrics.auth_token.as_ref().map(|t| t.expose()),
+                Some("tok")
+            );
+            assert_eq!(config.metrics.allow_cidrs, ["127.0.0.1/32", "::1/128"]);
+            assert_eq!(
+                config.metrics.tls_cert.as_deref(),
+                Some(std::path::Path::new("/c.pem"))
+            );
+            assert_eq!(
+                config.metrics.tls_key.as_deref(),
+                Some(std::path::Path::new("/k.pem"))
+            );
+            assert_eq!(
+                config.metrics.tls_client_ca.as_deref(),
+                Some(std::path::Path::new("/ca.pem"))
+            );
+            assert_eq!(config.metrics.auth_limit, 5);
+            assert_eq!(config.metrics.auth_window, Duration::from_secs(120));
+            assert_eq!(config.metrics.auth_max_entries, 50);
+            assert_eq!(config.worker_id, "w-9");
+            assert_eq!(config.lease, Duration::from_secs(120));
+            assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
+            assert_eq!(config.reclaim_interval, None);
+            assert_eq!(config.priority_aging_factor, 10.0);
+        }
+    }
+
+    #[test]
+    fn equals_forms_and_last_one_wins() {
+        let config = resolve(&[
+            "--dsn=postgres://a@b/c".into(),
+            "--queues=a".into(),
+            "-queues=b,c".into(),
+            "--concurrency=3".into(),
+            "--burst".into(),
+        ]);
+        assert_eq!(config.queues, ["b", "c"]);
+        assert_eq!(config.concurrency.get(), 3);
+        assert!(config.burst);
+    }
+
+    #[test]
+    fn metrics_port_alone_listens_on_all_interfaces() {
+        let config = resolve(&[
+            "--dsn".into(),
+            "postgres://a@b/c".into(),
+            "--metrics-port".into(),
+            "9100".into(),
+        ]);
+        assert_eq!(config.metrics.listen.as_deref(), Some("0.0.0.0:9100"));
     }
 }

@@ -140,8 +140,12 @@ impl Dsn {
             }
             None => authority,
         };
-        let (host, port) = split_host_port(host_port)
-            .ok_or_else(|| DsnError(format!("cannot parse host and port in {}", redact_url(input))))?;
+        let (host, port) = split_host_port(host_port).ok_or_else(|| {
+            DsnError(format!(
+                "cannot parse host and port in {}",
+                redact_url(input)
+            ))
+        })?;
         dsn.host = non_empty(percent_decode(host)?);
         if !port.is_empty() {
             dsn.set("port", port.to_owned())?;
@@ -162,10 +166,13 @@ impl Dsn {
             if chars.peek().is_none() {
                 break;
             }
-            let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+            let key: String =
+                std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
             while chars.next_if(|c| c.is_whitespace()).is_some() {}
             if chars.next() != Some('=') {
-                return Err(DsnError(format!("missing \"=\" after {key:?} in connection string")));
+                return Err(DsnError(format!(
+                    "missing \"=\" after {key:?} in connection string"
+                )));
             }
             while chars.next_if(|c| c.is_whitespace()).is_some() {}
             let mut value = String::new();
@@ -175,7 +182,11 @@ impl Dsn {
                         Some('\\') => value.extend(chars.next()),
                         Some('\'') => break,
                         Some(c) => value.push(c),
-                        None => return Err(DsnError("unterminated quoted value in connection string".into())),
+                        None => {
+                            return Err(DsnError(
+                                "unterminated quoted value in connection string".into(),
+                            ));
+                        }
                     }
                 }
             } else {
@@ -193,7 +204,14 @@ impl Dsn {
     }
 
     fn empty() -> Self {
-        Dsn { user: None, password: None, host: None, port: None, dbname: None, params: Vec::new() }
+        Dsn {
+            user: None,
+            password: None,
+            host: None,
+            port: None,
+            dbname: None,
+            params: Vec::new(),
+        }
     }
 }
 
@@ -211,12 +229,16 @@ impl FromStr for Dsn {
             }
         }
         if trimmed.contains("://") {
-            return Err(DsnError("scheme must be postgres:// or postgresql://".into()));
+            return Err(DsnError(
+                "scheme must be postgres:// or postgresql://".into(),
+            ));
         }
         if trimmed.contains('=') {
             return Dsn::parse_key_value(trimmed);
         }
-        Err(DsnError("expected a postgres:// URL or key=value pairs".into()))
+        Err(DsnError(
+            "expected a postgres:// URL or key=value pairs".into(),
+        ))
     }
 }
 
@@ -237,7 +259,11 @@ impl fmt::Display for Dsn {
         write!(f, "/{}", self.dbname.as_deref().unwrap_or(""))?;
         let mut separator = '?';
         for (key, value) in &self.params {
-            let shown = if key == "password" { "[REDACTED]" } else { value };
+            let shown = if key == "password" {
+                "[REDACTED]"
+            } else {
+                value
+            };
             write!(f, "{separator}{key}={shown}")?;
             separator = '&';
         }
@@ -304,7 +330,10 @@ fn percent_encode(input: &str) -> String {
 
 /// Removes the password from a URL for error messages.
 fn redact_url(input: &str) -> String {
-    input.parse::<Dsn>().map(|d| d.to_string()).unwrap_or_else(|_| "<DSN>".into())
+    input
+        .parse::<Dsn>()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| "<DSN>".into())
 }
 
 /// libpq's default when no host is given: the first local socket directory, else localhost.
@@ -333,7 +362,10 @@ mod tests {
         assert_eq!(dsn.host.as_deref(), Some("db.example"));
         assert_eq!(dsn.port, Some(6543));
         assert_eq!(dsn.dbname.as_deref(), Some("reproq"));
-        assert_eq!(dsn.params, vec![("sslmode".to_owned(), "disable".to_owned())]);
+        assert_eq!(
+            dsn.params,
+            vec![("sslmode".to_owned(), "disable".to_owned())]
+        );
         let options = dsn.connect_options().unwrap();
         assert_eq!(options.get_host(), "db.example");
         assert_eq!(options.get_port(), 6543);
@@ -393,7 +425,13 @@ mod tests {
 
     #[test]
     fn errors_are_clear() {
-        for bad in ["", "mysql://u@h/db", "just words", "postgres://u@h:notaport/db", "host='open"] {
+        for bad in [
+            "",
+            "mysql://u@h/db",
+            "just words",
+            "postgres://u@h:notaport/db",
+            "host='open",
+        ] {
             assert!(bad.parse::<Dsn>().is_err(), "{bad:?}");
         }
     }

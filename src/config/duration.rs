@@ -16,7 +16,10 @@ pub struct DurationError {
 
 impl DurationError {
     fn new(input: &str, reason: &'static str) -> Self {
-        Self { input: input.to_owned(), reason }
+        Self {
+            input: input.to_owned(),
+            reason,
+        }
     }
 }
 
@@ -74,12 +77,17 @@ pub fn parse_nanos(input: &str) -> Result<i64, DurationError> {
                 }
             })?;
         total = total
-            .checked_add(scale_number(number, scale).ok_or_else(|| {
-                DurationError::new(input, "invalid number")
-            })?)
+            .checked_add(
+                scale_number(number, scale)
+                    .ok_or_else(|| DurationError::new(input, "invalid number"))?,
+            )
             .ok_or_else(|| DurationError::new(input, "overflow"))?;
     }
-    let limit = if negative { i64::MAX as u128 + 1 } else { i64::MAX as u128 };
+    let limit = if negative {
+        i64::MAX as u128 + 1
+    } else {
+        i64::MAX as u128
+    };
     if total > limit {
         return Err(DurationError::new(input, "overflow"));
     }
@@ -93,7 +101,11 @@ fn scale_number(number: &str, scale: u128) -> Option<u128> {
     if fraction.contains('.') || (whole.is_empty() && fraction.is_empty()) {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut value = whole.checked_mul(scale)?;
     let mut place = scale;
     for digit in fraction.bytes() {

@@ -11,8 +11,14 @@ use serde_json::{Map, Value};
 use super::duration;
 
 /// File names looked for in the working directory, in order.
-pub const DISCOVERY_NAMES: &[&str] =
-    &["reproq.yaml", "reproq.yml", "reproq.toml", ".reproq.yaml", ".reproq.yml", ".reproq.toml"];
+pub const DISCOVERY_NAMES: &[&str] = &[
+    "reproq.yaml",
+    "reproq.yml",
+    "reproq.toml",
+    ".reproq.yaml",
+    ".reproq.yml",
+    ".reproq.toml",
+];
 
 const TOP_KEYS: &[&str] = &["dsn", "worker", "beat", "metrics"];
 const WORKER_KEYS: &[&str] = &[
@@ -65,13 +71,24 @@ pub enum FileError {
     Extension(String),
     /// The file could not be read.
     #[error("read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not valid YAML or TOML.
     #[error("parse {format} config {path}: {message}")]
-    Parse { format: &'static str, path: PathBuf, message: String },
+    Parse {
+        format: &'static str,
+        path: PathBuf,
+        message: String,
+    },
     /// A key holds a value of the wrong type.
     #[error("{path}: {key}: {message}")]
-    Value { path: PathBuf, key: String, message: String },
+    Value {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// Where the config file came from, for `--validate`.
@@ -135,13 +152,19 @@ impl ConfigFile {
             "toml" => "toml",
             other => return Err(FileError::Extension(format!(".{other}"))),
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| FileError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(path, format, &text)
     }
 
     fn parse(path: &Path, format: &'static str, text: &str) -> Result<Self, FileError> {
-        let parse_error = |message: String| FileError::Parse { format, path: path.to_owned(), message };
+        let parse_error = |message: String| FileError::Parse {
+            format,
+            path: path.to_owned(),
+            message,
+        };
         let value: Value = match format {
             "yaml" if text.trim().is_empty() => Value::Object(Map::new()),
             "yaml" => serde_yaml::from_str(text).map_err(|e| parse_error(e.to_string()))?,
@@ -152,7 +175,11 @@ impl ConfigFile {
             Value::Null => Map::new(),
             _ => return Err(parse_error("the top level must be a mapping".into())),
         };
-        let mut file = ConfigFile { path: path.to_owned(), root, warnings: Vec::new() };
+        let mut file = ConfigFile {
+            path: path.to_owned(),
+            root,
+            warnings: Vec::new(),
+        };
         file.collect_unknown_keys();
         Ok(file)
     }
@@ -166,7 +193,10 @@ impl ConfigFile {
         let mut warnings = Vec::new();
         for (key, value) in &self.root {
             if !TOP_KEYS.contains(&key.as_str()) {
-                warnings.push(format!("unknown config key {key:?} in {}", self.path.display()));
+                warnings.push(format!(
+                    "unknown config key {key:?} in {}",
+                    self.path.display()
+                ));
                 continue;
             }
             let known = match key.as_str() {
@@ -201,11 +231,19 @@ impl ConfigFile {
                 Some(_) => return Err(self.value_error(name, "expected a table")),
             }
         };
-        Ok(Section { file: self, name, map })
+        Ok(Section {
+            file: self,
+            name,
+            map,
+        })
     }
 
     fn value_error(&self, key: &str, message: &str) -> FileError {
-        FileError::Value { path: self.path.clone(), key: key.to_owned(), message: message.to_owned() }
+        FileError::Value {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -223,7 +261,11 @@ impl Section<'_> {
     }
 
     fn error(&self, key: &str, message: &str) -> FileError {
-        let full = if self.name.is_empty() { key.to_owned() } else { format!("{}.{key}", self.name) };
+        let full = if self.name.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.name)
+        };
         self.file.value_error(&full, message)
     }
 
@@ -236,7 +278,9 @@ impl Section<'_> {
             None => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.error(key, &format!("expected a string, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.error(key, &format!("expected a string, found {}", kind(other))))
+            }
         }
     }
 
@@ -251,7 +295,9 @@ impl Section<'_> {
                 .as_i64()
                 .map(Some)
                 .ok_or_else(|| self.error(key, &format!("expected an integer, found {n}"))),
-            Some(other) => Err(self.error(key, &format!("expected an integer, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.error(key, &format!("expected an integer, found {}", kind(other))))
+            }
         }
     }
 
@@ -263,7 +309,9 @@ impl Section<'_> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(other) => Err(self.error(key, &format!("expected a number, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.error(key, &format!("expected a number, found {}", kind(other))))
+            }
         }
     }
 
@@ -279,11 +327,17 @@ impl Section<'_> {
                 .iter()
                 .map(|item| match item {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(self.error(key, &format!("expected a list of strings, found {}", kind(other)))),
+                    other => Err(self.error(
+                        key,
+                        &format!("expected a list of strings, found {}", kind(other)),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(self.error(key, &format!("expected a list of strings, found {}", kind(other)))),
+            Some(other) => Err(self.error(
+                key,
+                &format!("expected a list of strings, found {}", kind(other)),
+            )),
         }
     }
 
@@ -292,7 +346,9 @@ impl Section<'_> {
     /// # Errors
     /// Not a string, or not Go duration syntax.
     pub fn duration(&self, key: &str) -> Result<Option<Duration>, FileError> {
-        let Some(text) = self.string(key)? else { return Ok(None) };
+        let Some(text) = self.string(key)? else {
+            return Ok(None);
+        };
         duration::parse_non_negative(&text)
             .map(Some)
             .map_err(|e| self.error(key, &e.to_string()))
@@ -329,12 +385,25 @@ mod tests {
             "dsn = \"postgres://a@b/c\"\n[worker]\nqueues = [\"default\", \"high\"]\nconcurrency = 0\npriority_aging_factor = 60\nexec_timeout = \"1m30s\"\n",
         );
         for file in [yaml, toml] {
-            assert_eq!(file.section("").unwrap().string("dsn").unwrap().as_deref(), Some("postgres://a@b/c"));
+            assert_eq!(
+                file.section("").unwrap().string("dsn").unwrap().as_deref(),
+                Some("postgres://a@b/c")
+            );
             let worker = file.section("worker").unwrap();
-            assert_eq!(worker.list("queues").unwrap(), Some(vec!["default".into(), "high".into()]));
-            assert_eq!(worker.int("concurrency").unwrap(), Some(0), "zero counts as set");
+            assert_eq!(
+                worker.list("queues").unwrap(),
+                Some(vec!["default".into(), "high".into()])
+            );
+            assert_eq!(
+                worker.int("concurrency").unwrap(),
+                Some(0),
+                "zero counts as set"
+            );
             assert_eq!(worker.float("priority_aging_factor").unwrap(), Some(60.0));
-            assert_eq!(worker.duration("exec_timeout").unwrap(), Some(Duration::from_secs(90)));
+            assert_eq!(
+                worker.duration("exec_timeout").unwrap(),
+                Some(Duration::from_secs(90))
+            );
             assert!(file.warnings.is_empty(), "{:?}", file.warnings);
         }
     }
@@ -358,12 +427,21 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_key() {
-        let file = parse("yaml", "worker:\n  concurrency: ten\n  exec_timeout: soon\n  queues: default\n");
+        let file = parse(
+            "yaml",
+            "worker:\n  concurrency: ten\n  exec_timeout: soon\n  queues: default\n",
+        );
         let worker = file.section("worker").unwrap();
         let error = worker.int("concurrency").unwrap_err().to_string();
-        assert!(error.contains("worker.concurrency") && error.contains("expected an integer"), "{error}");
+        assert!(
+            error.contains("worker.concurrency") && error.contains("expected an integer"),
+            "{error}"
+        );
         let error = worker.duration("exec_timeout").unwrap_err().to_string();
-        assert!(error.contains("worker.exec_timeout") && error.contains("soon"), "{error}");
+        assert!(
+            error.contains("worker.exec_timeout") && error.contains("soon"),
+            "{error}"
+        );
         assert!(worker.list("queues").is_err());
     }
 
@@ -371,9 +449,13 @@ mod tests {
     fn syntax_errors_and_extensions() {
         assert!(ConfigFile::parse(Path::new("x.yaml"), "yaml", "worker: [").is_err());
         assert!(ConfigFile::parse(Path::new("x.toml"), "toml", "worker = ").is_err());
-        let error = ConfigFile::load(Path::new("reproq.json")).unwrap_err().to_string();
+        let error = ConfigFile::load(Path::new("reproq.json"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(error, "unsupported config extension: \".json\"");
-        let error = ConfigFile::load(Path::new("/nonexistent/reproq.yaml")).unwrap_err().to_string();
+        let error = ConfigFile::load(Path::new("/nonexistent/reproq.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("read config file"), "{error}");
     }
 
@@ -387,10 +469,20 @@ mod tests {
         let (path, how) = discover(None, None, dir.path()).unwrap().unwrap();
         assert_eq!(path, dir.path().join("reproq.toml"));
         assert_eq!(how, Discovery::WorkingDirectory);
-        let (path, how) = discover(None, Some("/etc/r.yaml"), dir.path()).unwrap().unwrap();
-        assert_eq!((path.as_path(), how), (Path::new("/etc/r.yaml"), Discovery::Env));
-        let (path, how) = discover(Some(Path::new("a.yml")), Some("/etc/r.yaml"), dir.path()).unwrap().unwrap();
+        let (path, how) = discover(None, Some("/etc/r.yaml"), dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (path.as_path(), how),
+            (Path::new("/etc/r.yaml"), Discovery::Env)
+        );
+        let (path, how) = discover(Some(Path::new("a.yml")), Some("/etc/r.yaml"), dir.path())
+            .unwrap()
+            .unwrap();
         assert_eq!((path.as_path(), how), (Path::new("a.yml"), Discovery::Flag));
-        assert!(matches!(discover(Some(Path::new("")), None, dir.path()), Err(FileError::MissingPath)));
+        assert!(matches!(
+            discover(Some(Path::new("")), None, dir.path()),
+            Err(FileError::MissingPath)
+        ));
     }
 }

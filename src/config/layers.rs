@@ -54,7 +54,11 @@ pub struct Layers<'a> {
 impl<'a> Layers<'a> {
     /// Starts resolving against the parsed flags (and their environment fallbacks).
     pub fn new(matches: &'a ArgMatches) -> Self {
-        Layers { matches, settings: Vec::new(), problems: Vec::new() }
+        Layers {
+            matches,
+            settings: Vec::new(),
+            problems: Vec::new(),
+        }
     }
 
     /// Whether a flag's value came from the command line or its environment variable.
@@ -93,7 +97,11 @@ impl<'a> Layers<'a> {
 
     /// Like [`Layers::pick`] for values with no `Display`: records `shown` instead.
     pub fn record(&mut self, key: &str, shown: String, source: Source) {
-        self.settings.push(Setting { key: key.to_owned(), value: shown, source });
+        self.settings.push(Setting {
+            key: key.to_owned(),
+            value: shown,
+            source,
+        });
     }
 
     /// The source last recorded for `key`.
@@ -112,7 +120,11 @@ impl<'a> Layers<'a> {
     }
 
     /// A file section, recording a problem (and reading nothing) if it is malformed.
-    pub fn section<'f>(&mut self, file: Option<&'f super::ConfigFile>, name: &'static str) -> Option<Section<'f>> {
+    pub fn section<'f>(
+        &mut self,
+        file: Option<&'f super::ConfigFile>,
+        name: &'static str,
+    ) -> Option<Section<'f>> {
         match file?.section(name) {
             Ok(section) => Some(section),
             Err(error) => {

@@ -89,7 +89,11 @@ pub struct MetricsConfig {
 
 impl MetricsConfig {
     /// Resolves the `metrics` table under env and flags; `None` if a problem was recorded.
-    pub fn resolve(flags: &MetricsFlags, layers: &mut Layers<'_>, file: Option<&ConfigFile>) -> Option<Self> {
+    pub fn resolve(
+        flags: &MetricsFlags,
+        layers: &mut Layers<'_>,
+        file: Option<&ConfigFile>,
+    ) -> Option<Self> {
         let section = layers.section(file, "metrics");
         let addr = layers.pick(
             "metrics.addr",
@@ -98,7 +102,13 @@ impl MetricsConfig {
             from_file(section, |s| s.string("addr")),
             String::new(),
         );
-        let port = layers.pick("metrics.port", Some("metrics_port"), flags.metrics_port, from_file(section, |s| s.int("port")), 0);
+        let port = layers.pick(
+            "metrics.port",
+            Some("metrics_port"),
+            flags.metrics_port,
+            from_file(section, |s| s.int("port")),
+            0,
+        );
         let token = layers.pick(
             "metrics.auth_token",
             Some("metrics_auth_token"),
@@ -111,7 +121,11 @@ impl MetricsConfig {
                 setting.value = "[REDACTED]".into();
             }
         }
-        let cidrs_flag = flags.metrics_allow_cidrs.as_deref().map(super::split_list).filter(|l| !l.is_empty());
+        let cidrs_flag = flags
+            .metrics_allow_cidrs
+            .as_deref()
+            .map(super::split_list)
+            .filter(|l| !l.is_empty());
         let cidrs_source = layers.flag_source("metrics_allow_cidrs");
         let allow_cidrs = match (cidrs_flag, cidrs_source) {
             (Some(list), Some(source)) => {
@@ -123,17 +137,27 @@ impl MetricsConfig {
                     layers.problems.push(e.to_string());
                     None
                 });
-                let source = if list.is_some() { Source::File } else { Source::Default };
+                let source = if list.is_some() {
+                    Source::File
+                } else {
+                    Source::Default
+                };
                 let list = list.unwrap_or_default();
                 layers.record("metrics.allow_cidrs", list.join(","), source);
                 list
             }
         };
-        let limit = layers.pick("metrics.auth_limit", Some("metrics_auth_limit"), flags.metrics_auth_limit, from_file(section, |s| s.int("auth_limit")), 30);
+        let limit = layers.pick(
+            "metrics.auth_limit",
+            Some("metrics_auth_limit"),
+            flags.metrics_auth_limit,
+            from_file(section, |s| s.int("auth_limit")),
+            30,
+        );
         let window = layers.pick(
             "metrics.auth_window",
             Some("metrics_auth_window"),
-            flags.metrics_auth_window.map(|d| duration::format(d)),
+            flags.metrics_auth_window.map(duration::format),
             from_file(section, |s| s.string("auth_window")),
             "1m".to_owned(),
         );
@@ -154,9 +178,24 @@ impl MetricsConfig {
             );
             (!value.is_empty()).then(|| PathBuf::from(value))
         };
-        let tls_cert = path("metrics.tls_cert", "metrics_tls_cert", &flags.metrics_tls_cert, "tls_cert");
-        let tls_key = path("metrics.tls_key", "metrics_tls_key", &flags.metrics_tls_key, "tls_key");
-        let tls_client_ca = path("metrics.tls_client_ca", "metrics_tls_client_ca", &flags.metrics_tls_client_ca, "tls_client_ca");
+        let tls_cert = path(
+            "metrics.tls_cert",
+            "metrics_tls_cert",
+            &flags.metrics_tls_cert,
+            "tls_cert",
+        );
+        let tls_key = path(
+            "metrics.tls_key",
+            "metrics_tls_key",
+            &flags.metrics_tls_key,
+            "tls_key",
+        );
+        let tls_client_ca = path(
+            "metrics.tls_client_ca",
+            "metrics_tls_client_ca",
+            &flags.metrics_tls_client_ca,
+            "tls_client_ca",
+        );
 
         let before = layers.problems.len();
         let auth_window = match duration::parse_positive(&window) {
@@ -178,7 +217,10 @@ impl MetricsConfig {
             layers.problem("metrics.port", "must be between 0 and 65535");
         }
         if tls_cert.is_some() != tls_key.is_some() {
-            layers.problem("metrics.tls_cert", "metrics.tls_cert and metrics.tls_key must be given together");
+            layers.problem(
+                "metrics.tls_cert",
+                "metrics.tls_cert and metrics.tls_key must be given together",
+            );
         }
         let listen = if !addr.is_empty() {
             Some(addr)

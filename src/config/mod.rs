@@ -27,7 +27,9 @@ pub struct ConfigError {
 
 impl From<file::FileError> for ConfigError {
     fn from(error: file::FileError) -> Self {
-        ConfigError { problems: vec![error.to_string()] }
+        ConfigError {
+            problems: vec![error.to_string()],
+        }
     }
 }
 

@@ -109,7 +109,6 @@ pub fn go_positive_duration(input: &str) -> Result<std::time::Duration, String> 
     super::duration::parse_positive(input).map_err(|e| e.to_string())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

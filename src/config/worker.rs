@@ -12,8 +12,8 @@ use clap::{ArgMatches, Args};
 use super::file::{ConfigFile, Section};
 use super::layers::{Layers, Setting, Source, from_file};
 use super::metrics::{MetricsConfig, MetricsFlags};
-use super::{ConfigError, DSN_REQUIRED, Dsn, duration, split_list};
 use super::values;
+use super::{ConfigError, DSN_REQUIRED, Dsn, duration, split_list};
 
 /// The default queue list.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -123,7 +123,9 @@ impl std::str::FromStr for PayloadMode {
                 Err("Payload mode inline disabled in production builds; use stdin or file".into())
             }
             "inline" => Ok(PayloadMode::Inline),
-            other => Err(format!("invalid payload mode {other:?} (expected stdin, file or inline)")),
+            other => Err(format!(
+                "invalid payload mode {other:?} (expected stdin, file or inline)"
+            )),
         }
     }
 }
@@ -194,7 +196,11 @@ impl WorkerConfig {
     ///
     /// # Errors
     /// Every malformed or out-of-range value, each naming its key and source.
-    pub fn resolve(flags: &WorkerFlags, matches: &ArgMatches, file: Option<&ConfigFile>) -> Result<Self, ConfigError> {
+    pub fn resolve(
+        flags: &WorkerFlags,
+        matches: &ArgMatches,
+        file: Option<&ConfigFile>,
+    ) -> Result<Self, ConfigError> {
         let mut layers = Layers::new(matches);
         if let Some(file) = file {
             layers.record("config", file.path().display().to_string(), Source::File);
@@ -212,11 +218,22 @@ impl WorkerConfig {
         let process_role = layers.pick(
             "worker.process_role",
             Some("process_role"),
-            flags.process_role.clone().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
+            flags
+                .process_role
+                .clone()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
             from_file(section, |s| s.string("process_role")),
             "worker".to_owned(),
         );
-        let queues = pick_list(&mut layers, "worker.queues", "queues", flags.queues.as_deref(), section, &[DEFAULT_QUEUE]);
+        let queues = pick_list(
+            &mut layers,
+            "worker.queues",
+            "queues",
+            flags.queues.as_deref(),
+            section,
+            &[DEFAULT_QUEUE],
+        );
         let allowed_task_modules = pick_list(
             &mut layers,
             "worker.allowed_task_modules",
@@ -225,10 +242,30 @@ impl WorkerConfig {
             section,
             DEFAULT_ALLOWED_MODULES,
         );
-        let concurrency = pick_int(&mut layers, "worker.concurrency", Some("concurrency"), flags.concurrency, section, 10);
-        let lease_seconds = pick_int(&mut layers, "worker.lease_seconds", Some("lease_seconds"), flags.lease_seconds, section, 300);
-        let heartbeat_seconds =
-            pick_int(&mut layers, "worker.heartbeat_seconds", Some("heartbeat_seconds"), flags.heartbeat_seconds, section, 60);
+        let concurrency = pick_int(
+            &mut layers,
+            "worker.concurrency",
+            Some("concurrency"),
+            flags.concurrency,
+            section,
+            10,
+        );
+        let lease_seconds = pick_int(
+            &mut layers,
+            "worker.lease_seconds",
+            Some("lease_seconds"),
+            flags.lease_seconds,
+            section,
+            300,
+        );
+        let heartbeat_seconds = pick_int(
+            &mut layers,
+            "worker.heartbeat_seconds",
+            Some("heartbeat_seconds"),
+            flags.heartbeat_seconds,
+            section,
+            60,
+        );
         let reclaim_seconds = pick_int(
             &mut layers,
             "worker.reclaim_interval_seconds",
@@ -237,8 +274,22 @@ impl WorkerConfig {
             section,
             60,
         );
-        let poll_min_backoff = pick_duration(&mut layers, "worker.poll_min_backoff", "poll_min_backoff", flags.poll_min_backoff, section, Duration::from_millis(100));
-        let poll_max_backoff = pick_duration(&mut layers, "worker.poll_max_backoff", "poll_max_backoff", flags.poll_max_backoff, section, Duration::from_secs(5));
+        let poll_min_backoff = pick_duration(
+            &mut layers,
+            "worker.poll_min_backoff",
+            "poll_min_backoff",
+            flags.poll_min_backoff,
+            section,
+            Duration::from_millis(100),
+        );
+        let poll_max_backoff = pick_duration(
+            &mut layers,
+            "worker.poll_max_backoff",
+            "poll_max_backoff",
+            flags.poll_max_backoff,
+            section,
+            Duration::from_secs(5),
+        );
         let python_bin = layers.pick(
             "worker.python_bin",
             Some("python_bin"),
@@ -260,9 +311,30 @@ impl WorkerConfig {
             from_file(section, |s| s.string("payload_mode")),
             "stdin".to_owned(),
         );
-        let max_payload_bytes = pick_int(&mut layers, "worker.max_payload_bytes", None, None, section, 1 << 20);
-        let max_stdout_bytes = pick_int(&mut layers, "worker.max_stdout_bytes", None, None, section, 1 << 20);
-        let max_stderr_bytes = pick_int(&mut layers, "worker.max_stderr_bytes", None, None, section, 1 << 20);
+        let max_payload_bytes = pick_int(
+            &mut layers,
+            "worker.max_payload_bytes",
+            None,
+            None,
+            section,
+            1 << 20,
+        );
+        let max_stdout_bytes = pick_int(
+            &mut layers,
+            "worker.max_stdout_bytes",
+            None,
+            None,
+            section,
+            1 << 20,
+        );
+        let max_stderr_bytes = pick_int(
+            &mut layers,
+            "worker.max_stderr_bytes",
+            None,
+            None,
+            section,
+            1 << 20,
+        );
         let logs_dir = layers.pick(
             "worker.logs_dir",
             Some("logs_dir"),
@@ -270,9 +342,30 @@ impl WorkerConfig {
             from_file(section, |s| s.string("logs_dir")),
             String::new(),
         );
-        let exec_timeout = pick_duration(&mut layers, "worker.exec_timeout", "exec_timeout", flags.exec_timeout, section, Duration::from_secs(3600));
-        let max_attempts_default = pick_int(&mut layers, "worker.max_attempts_default", None, None, section, 3);
-        let shutdown_timeout = pick_duration(&mut layers, "worker.shutdown_timeout", "shutdown_timeout", flags.shutdown_timeout, section, Duration::from_secs(30));
+        let exec_timeout = pick_duration(
+            &mut layers,
+            "worker.exec_timeout",
+            "exec_timeout",
+            flags.exec_timeout,
+            section,
+            Duration::from_secs(3600),
+        );
+        let max_attempts_default = pick_int(
+            &mut layers,
+            "worker.max_attempts_default",
+            None,
+            None,
+            section,
+            3,
+        );
+        let shutdown_timeout = pick_duration(
+            &mut layers,
+            "worker.shutdown_timeout",
+            "shutdown_timeout",
+            flags.shutdown_timeout,
+            section,
+            Duration::from_secs(30),
+        );
         let priority_aging_factor = layers.pick(
             "worker.priority_aging_factor",
             Some("priority_aging_factor"),
@@ -284,26 +377,44 @@ impl WorkerConfig {
             layers.problems.push(e.to_string());
             None
         });
-        let env_scrub_source = if env_scrub.is_some() { Source::File } else { Source::Default };
+        let env_scrub_source = if env_scrub.is_some() {
+            Source::File
+        } else {
+            Source::Default
+        };
         let env_scrub = env_scrub.unwrap_or_default();
         layers.record("worker.env_scrub", env_scrub.join(","), env_scrub_source);
         let metrics = MetricsConfig::resolve(&flags.metrics, &mut layers, file);
 
         // Validation: refuse what the reference silently accepted (spec §13.23).
-        let concurrency = positive(&mut layers, "worker.concurrency", concurrency).and_then(NonZeroUsize::new);
-        let lease = positive(&mut layers, "worker.lease_seconds", lease_seconds).map(|s| Duration::from_secs(s as u64));
-        let heartbeat = (heartbeat_seconds > 0).then(|| Duration::from_secs(heartbeat_seconds.unsigned_abs()));
+        let concurrency =
+            positive(&mut layers, "worker.concurrency", concurrency).and_then(NonZeroUsize::new);
+        let lease = positive(&mut layers, "worker.lease_seconds", lease_seconds)
+            .map(|s| Duration::from_secs(s as u64));
+        let heartbeat =
+            (heartbeat_seconds > 0).then(|| Duration::from_secs(heartbeat_seconds.unsigned_abs()));
         if let (Some(heartbeat), Some(lease)) = (heartbeat, lease) {
             if heartbeat >= lease {
-                layers.problem("worker.heartbeat_seconds", "must be less than worker.lease_seconds, or leases lapse between heartbeats");
+                layers.problem(
+                    "worker.heartbeat_seconds",
+                    "must be less than worker.lease_seconds, or leases lapse between heartbeats",
+                );
             }
         }
-        let reclaim_interval = (reclaim_seconds > 0).then(|| Duration::from_secs(reclaim_seconds.unsigned_abs()));
+        let reclaim_interval =
+            (reclaim_seconds > 0).then(|| Duration::from_secs(reclaim_seconds.unsigned_abs()));
         if poll_max_backoff < poll_min_backoff {
-            layers.problem("worker.poll_max_backoff", "worker.poll_max_backoff must be >= worker.poll_min_backoff");
+            layers.problem(
+                "worker.poll_max_backoff",
+                "worker.poll_max_backoff must be >= worker.poll_min_backoff",
+            );
         }
-        let payload_mode = payload_mode_text.parse::<PayloadMode>().map_err(|e| layers.problem("worker.payload_mode", e)).ok();
-        let max_payload_bytes = positive(&mut layers, "worker.max_payload_bytes", max_payload_bytes);
+        let payload_mode = payload_mode_text
+            .parse::<PayloadMode>()
+            .map_err(|e| layers.problem("worker.payload_mode", e))
+            .ok();
+        let max_payload_bytes =
+            positive(&mut layers, "worker.max_payload_bytes", max_payload_bytes);
         let max_stdout_bytes = positive(&mut layers, "worker.max_stdout_bytes", max_stdout_bytes);
         let max_stderr_bytes = positive(&mut layers, "worker.max_stderr_bytes", max_stderr_bytes);
         if exec_timeout.is_zero() {
@@ -322,42 +433,58 @@ impl WorkerConfig {
             layers.record("burst", "true".into(), Source::Flag);
         }
 
-        match (dsn, concurrency, lease, payload_mode, max_payload_bytes, max_stdout_bytes, max_stderr_bytes, metrics) {
-            (Some(dsn), Some(concurrency), Some(lease), Some(payload_mode), Some(max_payload), Some(max_stdout), Some(max_stderr), Some(metrics))
-                if layers.problems.is_empty() =>
-            {
-                Ok(WorkerConfig {
-                    dsn,
-                    worker_id,
-                    process_role,
-                    queues,
-                    allowed_task_modules,
-                    concurrency,
-                    poll_min_backoff,
-                    poll_max_backoff,
-                    lease,
-                    heartbeat,
-                    reclaim_interval,
-                    python_bin,
-                    executor_module,
-                    payload_mode,
-                    max_payload_bytes: max_payload,
-                    max_stdout_bytes: max_stdout,
-                    max_stderr_bytes: max_stderr,
-                    logs_dir: (!logs_dir.is_empty()).then(|| PathBuf::from(logs_dir)),
-                    exec_timeout,
-                    max_attempts_default,
-                    shutdown_timeout,
-                    priority_aging_factor,
-                    env_scrub,
-                    max_tasks,
-                    burst,
-                    metrics,
-                    settings: layers.settings,
-                    warnings: file.map(|f| f.warnings.clone()).unwrap_or_default(),
-                })
-            }
-            _ => Err(ConfigError { problems: layers.problems }),
+        match (
+            dsn,
+            concurrency,
+            lease,
+            payload_mode,
+            max_payload_bytes,
+            max_stdout_bytes,
+            max_stderr_bytes,
+            metrics,
+        ) {
+            (
+                Some(dsn),
+                Some(concurrency),
+                Some(lease),
+                Some(payload_mode),
+                Some(max_payload),
+                Some(max_stdout),
+                Some(max_stderr),
+                Some(metrics),
+            ) if layers.problems.is_empty() => Ok(WorkerConfig {
+                dsn,
+                worker_id,
+                process_role,
+                queues,
+                allowed_task_modules,
+                concurrency,
+                poll_min_backoff,
+                poll_max_backoff,
+                lease,
+                heartbeat,
+                reclaim_interval,
+                python_bin,
+                executor_module,
+                payload_mode,
+                max_payload_bytes: max_payload,
+                max_stdout_bytes: max_stdout,
+                max_stderr_bytes: max_stderr,
+                logs_dir: (!logs_dir.is_empty()).then(|| PathBuf::from(logs_dir)),
+                exec_timeout,
+                max_attempts_default,
+                shutdown_timeout,
+                priority_aging_factor,
+                env_scrub,
+                max_tasks,
+                burst,
+                metrics,
+                settings: layers.settings,
+                warnings: file.map(|f| f.warnings.clone()).unwrap_or_default(),
+            }),
+            _ => Err(ConfigError {
+                problems: layers.problems,
+            }),
         }
     }
 }
@@ -376,7 +503,13 @@ pub(crate) fn resolve_dsn(
         Ok(None) => from_file(top, |s| s.string("dsn")),
         Err(error) => Err(error),
     };
-    let text = layers.pick(key, Some("dsn"), flag.filter(|s| !s.is_empty()), file_value, String::new());
+    let text = layers.pick(
+        key,
+        Some("dsn"),
+        flag.filter(|s| !s.is_empty()),
+        file_value,
+        String::new(),
+    );
     if text.is_empty() {
         layers.problems.push(DSN_REQUIRED.into());
         return None;
@@ -407,7 +540,10 @@ fn pick_list(
     default: &[&str],
 ) -> Vec<String> {
     let name = key.rsplit('.').next().unwrap_or(key);
-    let flag = flag.map(split_list).filter(|l| !l.is_empty()).map(CommaList);
+    let flag = flag
+        .map(split_list)
+        .filter(|l| !l.is_empty())
+        .map(CommaList);
     let file = from_file(section, |s| s.list(name)).map(|l| l.map(CommaList));
     let default = CommaList(default.iter().map(|s| (*s).to_owned()).collect());
     layers.pick(key, Some(flag_id), flag, file, default).0
@@ -432,7 +568,13 @@ fn pick_int(
     default: i64,
 ) -> i64 {
     let name = key.rsplit('.').next().unwrap_or(key);
-    layers.pick(key, flag_id, flag, from_file(section, |s| s.int(name)), default)
+    layers.pick(
+        key,
+        flag_id,
+        flag,
+        from_file(section, |s| s.int(name)),
+        default,
+    )
 }
 
 fn pick_duration(

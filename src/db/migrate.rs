@@ -7,8 +7,14 @@ use sqlx::PgPool;
 
 /// The migration files, in lexical order, embedded at build time.
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_baseline.sql", include_str!("../../migrations/0001_baseline.sql")),
-    ("0002_claim_rank.sql", include_str!("../../migrations/0002_claim_rank.sql")),
+    (
+        "0001_baseline.sql",
+        include_str!("../../migrations/0001_baseline.sql"),
+    ),
+    (
+        "0002_claim_rank.sql",
+        include_str!("../../migrations/0002_claim_rank.sql"),
+    ),
 ];
 
 /// What one `migrate` run did.
@@ -37,15 +43,21 @@ pub struct MigrateError {
 /// # Errors
 /// The first statement that fails, with its file and text.
 pub async fn run(pool: &PgPool) -> Result<MigrateReport, MigrateError> {
-    let mut report = MigrateReport { rebuilt_indexes: drop_invalid_indexes(pool).await?, ..Default::default() };
+    let mut report = MigrateReport {
+        rebuilt_indexes: drop_invalid_indexes(pool).await?,
+        ..Default::default()
+    };
     for (file, text) in MIGRATIONS {
         for (index, statement) in split_statements(text).into_iter().enumerate() {
-            sqlx::raw_sql(&statement).execute(pool).await.map_err(|source| MigrateError {
-                file,
-                index: index + 1,
-                statement: statement.clone(),
-                source,
-            })?;
+            sqlx::raw_sql(&statement)
+                .execute(pool)
+                .await
+                .map_err(|source| MigrateError {
+                    file,
+                    index: index + 1,
+                    statement: statement.clone(),
+                    source,
+                })?;
             report.statements += 1;
         }
         report.files += 1;
@@ -56,7 +68,12 @@ pub async fn run(pool: &PgPool) -> Result<MigrateReport, MigrateError> {
 /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` skips an invalid index left by an
 /// interrupted build; drop ours first so the migration rebuilds them.
 async fn drop_invalid_indexes(pool: &PgPool) -> Result<Vec<String>, MigrateError> {
-    let wrap = |source| MigrateError { file: "(invalid index check)", index: 0, statement: String::new(), source };
+    let wrap = |source| MigrateError {
+        file: "(invalid index check)",
+        index: 0,
+        statement: String::new(),
+        source,
+    };
     let names: Vec<String> = sqlx::query_scalar(
         r#"select c.relname::text from pg_index i join pg_class c on c.oid = i.indexrelid
            where not i.indisvalid and c.relname like 'idx\_%' and c.relnamespace = current_schema()::regnamespace"#,
@@ -65,8 +82,14 @@ async fn drop_invalid_indexes(pool: &PgPool) -> Result<Vec<String>, MigrateError
     .await
     .map_err(wrap)?;
     for name in &names {
-        let statement = format!("drop index concurrently if exists \"{}\"", name.replace('"', "\"\""));
-        sqlx::raw_sql(&statement).execute(pool).await.map_err(wrap)?;
+        let statement = format!(
+            "drop index concurrently if exists \"{}\"",
+            name.replace('"', "\"\"")
+        );
+        sqlx::raw_sql(&statement)
+            .execute(pool)
+            .await
+            .map_err(wrap)?;
     }
     Ok(names)
 }
@@ -82,7 +105,9 @@ pub fn split_statements(sql: &str) -> Vec<String> {
             '/' if rest.starts_with("/*") => rest.find("*/").map_or(rest.len(), |i| i + 2),
             '\'' | '"' => closing(rest, c).map_or(rest.len(), |i| i + 1),
             '$' => match dollar_tag(rest) {
-                Some(tag) => rest[tag.len()..].find(tag).map_or(rest.len(), |i| i + 2 * tag.len()),
+                Some(tag) => rest[tag.len()..]
+                    .find(tag)
+                    .map_or(rest.len(), |i| i + 2 * tag.len()),
                 None => 1,
             },
             ';' => {
@@ -130,7 +155,10 @@ fn closing(text: &str, quote: char) -> Option<usize> {
 fn dollar_tag(text: &str) -> Option<&str> {
     let end = text[1..].find('$')? + 1;
     let tag = &text[..=end];
-    tag[1..end].chars().all(|c| c.is_alphanumeric() || c == '_').then_some(tag)
+    tag[1..end]
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_')
+        .then_some(tag)
 }
 
 #[cfg(test)]
@@ -168,7 +196,10 @@ mod tests {
         for (name, text) in MIGRATIONS {
             let statements = split_statements(text);
             assert!(!statements.is_empty(), "{name}");
-            assert!(statements.iter().all(|s| !s.starts_with("--")), "{name}: comment kept as a statement");
+            assert!(
+                statements.iter().all(|s| !s.starts_with("--")),
+                "{name}: comment kept as a statement"
+            );
         }
     }
 }

@@ -36,11 +36,20 @@ pub enum DbError {
 /// [`DbError`] when the DSN is unusable or the server does not answer.
 pub async fn connect(dsn: &Dsn, max_connections: u32) -> Result<PgPool, DbError> {
     let options = connect_options(dsn)?;
-    let mut first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options))
-        .await
-        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
-        .map_err(|source| DbError::Connect { dsn: dsn.to_string(), source })?;
-    first.ping().await.map_err(|source| DbError::Connect { dsn: dsn.to_string(), source })?;
+    let mut first = tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+    .map_err(|source| DbError::Connect {
+        dsn: dsn.to_string(),
+        source,
+    })?;
+    first.ping().await.map_err(|source| DbError::Connect {
+        dsn: dsn.to_string(),
+        source,
+    })?;
     let _ = first.close().await;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections.max(1))
@@ -57,5 +66,9 @@ pub async fn connect(dsn: &Dsn, max_connections: u32) -> Result<PgPool, DbError>
 /// The DSN's parameters were rejected.
 pub fn connect_options(dsn: &Dsn) -> Result<PgConnectOptions, DbError> {
     let options = dsn.connect_options()?;
-    Ok(if options.get_application_name().is_none() { options.application_name("reproq") } else { options })
+    Ok(if options.get_application_name().is_none() {
+        options.application_name("reproq")
+    } else {
+        options
+    })
 }

@@ -23,7 +23,12 @@ pub struct RateLimit {
 ///
 /// # Errors
 /// Database errors.
-pub async fn set(db: impl PgExecutor<'_>, key: &str, rate: f64, burst: i32) -> Result<(), sqlx::Error> {
+pub async fn set(
+    db: impl PgExecutor<'_>,
+    key: &str,
+    rate: f64,
+    burst: i32,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"insert into rate_limits (key, tokens_per_second, burst_size, current_tokens, last_refilled_at)
            values ($1::text, $2::float8, $3::int4, $3::int4, now())
@@ -60,5 +65,9 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<RateLimit>, sqlx::Error
 /// # Errors
 /// Database errors.
 pub async fn remove(db: impl PgExecutor<'_>, key: &str) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("delete from rate_limits where key = $1::text").bind(key).execute(db).await?.rows_affected())
+    Ok(sqlx::query("delete from rate_limits where key = $1::text")
+        .bind(key)
+        .execute(db)
+        .await?
+        .rows_affected())
 }

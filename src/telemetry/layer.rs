@@ -54,7 +54,11 @@ impl Fields {
             });
             return;
         }
-        let value = if is_redacted_key(name) { Value::String(REDACTED.into()) } else { value };
+        let value = if is_redacted_key(name) {
+            Value::String(REDACTED.into())
+        } else {
+            value
+        };
         match self.values.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
             None => self.values.push((name.to_owned(), value)),
@@ -200,7 +204,11 @@ mod tests {
         let out = capture(LogFormat::Json, || {
             let span = tracing::info_span!("task", worker_id = "w-1", result_id = 42_i64);
             let _guard = span.enter();
-            tracing::warn!(task_path = "app.tasks.x", count = 3_u64, "Task rejected by validator");
+            tracing::warn!(
+                task_path = "app.tasks.x",
+                count = 3_u64,
+                "Task rejected by validator"
+            );
         });
         let line: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(line["level"], "WARN");
@@ -219,13 +227,23 @@ mod tests {
         let out = capture(LogFormat::Json, || {
             let span = tracing::info_span!("conn", password = "hunter2");
             let _guard = span.enter();
-            tracing::info!(auth_token = "tok-123", spec_json = "{\"a\":1}", Authorization = "Bearer x", "connecting");
+            tracing::info!(
+                auth_token = "tok-123",
+                spec_json = "{\"a\":1}",
+                Authorization = "Bearer x",
+                "connecting"
+            );
         });
         for secret in ["hunter2", "tok-123", "{\\\"a\\\":1}", "Bearer x"] {
             assert!(!out.contains(secret), "{secret} leaked: {out}");
         }
         assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
-        let text = capture(LogFormat::Text, || tracing::error!(db_password = "hunter2", "oops"));
-        assert!(!text.contains("hunter2") && text.contains("ERROR oops"), "{text}");
+        let text = capture(LogFormat::Text, || {
+            tracing::error!(db_password = "hunter2", "oops")
+        });
+        assert!(
+            !text.contains("hunter2") && text.contains("ERROR oops"),
+            "{text}"
+        );
     }
 }

@@ -18,7 +18,14 @@ const EXACT: &[&str] = &[
 ];
 
 /// Substrings that make a key secret (compared lower-cased).
-const CONTAINS: &[&str] = &["secret", "token", "password", "apikey", "api_key", "authorization"];
+const CONTAINS: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "apikey",
+    "api_key",
+    "authorization",
+];
 
 /// Whether a log field named `key` must have its value replaced by `[REDACTED]`.
 pub fn is_redacted_key(key: &str) -> bool {
@@ -32,7 +39,14 @@ mod tests {
 
     #[test]
     fn spec_examples() {
-        for key in ["Spec_JSON", "api_token", "password", "db_password", "stdout", "X-Authorization"] {
+        for key in [
+            "Spec_JSON",
+            "api_token",
+            "password",
+            "db_password",
+            "stdout",
+            "X-Authorization",
+        ] {
             assert!(is_redacted_key(key), "{key}");
         }
         for key in ["spec_hash", "task_path", "result_id", "msg", "worker_id"] {

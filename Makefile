@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Both use DATABASE_URL when it answers, else a throwaway local cluster.
+
+CARGO ?= cargo
+
+.PHONY: test lint demo build bench-build doc ci
+
+build:
+	$(CARGO) build --release
+
+test:
+	scripts/with-postgres.sh $(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench-build:
+	$(CARGO) bench --no-run
+
+doc:
+	$(CARGO) doc --no-deps
+
+demo:
+	$(CARGO) build --release
+	scripts/with-postgres.sh scripts/demo.sh
+
+ci: lint test bench-build doc

@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Integration tests: real Postgres (DATABASE_URL; `make test` provides one) and the
+//! real `reproq` binary.
+
+mod cli;
+mod limit;
+mod schema;
+mod support;
