@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod executor;
 pub mod queue;
 pub mod telemetry;
 

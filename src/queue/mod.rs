@@ -1,4 +1,20 @@
 //! One-shot database operations on the task tables, one file per operation. Nothing
 //! here spawns tasks or processes; `runner/` decides when to call these.
 
+pub mod backoff;
+pub mod claim;
+pub mod claim_order;
+pub mod complete;
+pub mod error_object;
+pub mod lease;
 pub mod rate_limit;
+pub mod reclaim;
+pub mod registry;
+pub mod task;
+pub mod workflow;
+
+pub use claim::{ClaimRequest, Claimer};
+pub use claim_order::ClaimOrder;
+pub use complete::{CompleteError, Outcome};
+pub use error_object::TaskError;
+pub use task::{ClaimedTask, Lease, TaskId};

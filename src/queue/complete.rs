@@ -1,0 +1,135 @@
+//! Recording an attempt's outcome under the lease (spec §4.6–4.7): fenced on
+//! `leased_by` and `RUNNING`, in one transaction with the workflow bookkeeping.
+//! The executor owns `metadata_json`; nothing here touches it.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::error_object::TaskError;
+use super::task::{Lease, TaskId};
+use super::workflow;
+
+/// How an attempt ended, as far as the database is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `ok: true`; the envelope's `return` as raw JSON text (`None`: no `return` key).
+    Success {
+        /// Raw JSON of the return value.
+        return_json: Option<String>,
+    },
+    /// A failure with attempts left: READY again after `delay`.
+    Retry {
+        /// What went wrong.
+        error: TaskError,
+        /// How long before it may run again.
+        delay: Duration,
+    },
+    /// A failure for good.
+    Fail {
+        /// What went wrong.
+        error: TaskError,
+    },
+}
+
+/// A completion write that did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    /// The row is no longer RUNNING under our lease (reclaimed, requeued by an operator,
+    /// or taken by another worker); nothing was written.
+    #[error("lease on task {0} was lost; outcome not recorded")]
+    LeaseLost(TaskId),
+    /// The database failed; nothing was written.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Records `outcome` for the leased task, with `logs_uri` when a log file was written.
+/// Returns how many workflow dependants a terminal failure failed with it.
+///
+/// # Errors
+/// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
+pub async fn complete(pool: &PgPool, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> Result<u64, CompleteError> {
+    let mut tx = pool.begin().await?;
+    let workflow_id: Option<Option<Uuid>> = match outcome {
+        Outcome::Success { return_json } => {
+            sqlx::query_scalar(
+                r#"update task_runs set status = 'SUCCESSFUL', finished_at = now(), return_json = $3::text::jsonb,
+                     last_error = null, failed_at = null, leased_until = null, leased_by = null,
+                     logs_uri = coalesce($4::text, logs_uri), updated_at = now()
+                   where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+                   returning workflow_id"#,
+            )
+            .bind(lease.id)
+            .bind(&lease.worker_id)
+            .bind(return_json.as_deref())
+            .bind(logs_uri)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        Outcome::Retry { error, .. } | Outcome::Fail { error } => {
+            let (retry, delay) = match outcome {
+                Outcome::Retry { delay, .. } => (true, delay.as_secs_f64()),
+                _ => (false, 0.0),
+            };
+            sqlx::query_scalar(
+                r#"update task_runs set
+                     status = case when $3::bool then 'READY' else 'FAILED' end,
+                     finished_at = case when $3::bool then null else now() end,
+                     errors_json = coalesce(errors_json, '[]'::jsonb) || jsonb_build_array($4::text::jsonb),
+                     run_after = case when $3::bool then now() + make_interval(secs => $5::float8) else null end,
+                     last_error = case when $3::bool then null else $6::text end,
+                     failed_at = case when $3::bool then null else now() end,
+                     leased_until = null, leased_by = null,
+                     logs_uri = coalesce($7::text, logs_uri), updated_at = now()
+                   where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+                   returning workflow_id"#,
+            )
+            .bind(lease.id)
+            .bind(&lease.worker_id)
+            .bind(retry)
+            .bind(error.object.to_string())
+            .bind(delay)
+            .bind(error.summary())
+            .bind(logs_uri)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let Some(workflow_id) = workflow_id else {
+        tx.rollback().await?;
+        return Err(CompleteError::LeaseLost(lease.id));
+    };
+    let dependants_failed = match outcome {
+        Outcome::Success { .. } => {
+            workflow::on_success(&mut tx, lease.id, workflow_id).await?;
+            0
+        }
+        Outcome::Fail { .. } => workflow::on_terminal_failure(&mut tx, lease.id, workflow_id).await?,
+        Outcome::Retry { .. } => 0,
+    };
+    tx.commit().await?;
+    Ok(dependants_failed)
+}
+
+/// Puts a task interrupted by shutdown back to READY and refunds its attempt, so a
+/// drain never consumes an attempt (fixes spec §13.7).
+///
+/// # Errors
+/// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
+pub async fn requeue_interrupted(pool: &PgPool, lease: &Lease) -> Result<(), CompleteError> {
+    let updated = sqlx::query(
+        r#"update task_runs set status = 'READY', attempts = greatest(attempts - 1, 0),
+             leased_until = null, leased_by = null, updated_at = now()
+           where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'"#,
+    )
+    .bind(lease.id)
+    .bind(&lease.worker_id)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(CompleteError::LeaseLost(lease.id));
+    }
+    Ok(())
+}

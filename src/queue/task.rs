@@ -1,0 +1,55 @@
+//! Row types shared by the task operations.
+
+use chrono::{DateTime, Utc};
+
+/// `task_runs.result_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct TaskId(pub i64);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A task this worker holds the lease on, as the claim returned it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedTask {
+    /// Row id.
+    #[sqlx(rename = "result_id")]
+    pub id: TaskId,
+    /// Queue it was claimed from.
+    pub queue_name: String,
+    /// `spec_json` as the server renders it, handed to the executor byte for byte.
+    pub spec_json: String,
+    /// Opaque dedup hash (trailing blanks of `char(64)` trimmed).
+    pub spec_hash: String,
+    /// The `task_path` column (may be empty; the spec's is then used).
+    pub task_path: Option<String>,
+    /// Attempt number after this claim (1 on the first run).
+    pub attempts: i32,
+    /// Attempts allowed in all.
+    pub max_attempts: i32,
+    /// Per-task timeout in seconds; <= 0 means "the worker's exec timeout".
+    pub timeout_seconds: i32,
+    /// When the lease ends unless renewed (database clock).
+    pub leased_until: DateTime<Utc>,
+    /// Cancellation was requested before the task started.
+    pub cancel_requested: bool,
+    /// `expires_at` had passed when the task was claimed.
+    pub expired: bool,
+    /// When the task was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// `expires_at`, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Who holds a task: every write after the claim is fenced on this pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The task.
+    pub id: TaskId,
+    /// `leased_by`.
+    pub worker_id: String,
+}
