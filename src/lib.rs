@@ -23,6 +23,8 @@ pub mod config;
 pub mod db;
 pub mod executor;
 pub mod queue;
+pub mod runner;
+pub mod shutdown;
 pub mod telemetry;
 
 /// The crate version, written to `reproq_workers.version` and `reproq --version`.

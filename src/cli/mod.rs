@@ -16,6 +16,8 @@ mod torture;
 mod triage;
 mod worker;
 
+pub use worker::parse_worker_config;
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, Args};
 
-use super::NotBuilt;
-use crate::config::{self, ConfigError, WorkerConfig, WorkerFlags, values};
+use anyhow::Context;
+use tracing::Instrument;
+
+use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
+use crate::executor::SpawnExecutor;
+use crate::runner::Worker;
+use crate::shutdown::Shutdown;
+use crate::{db, telemetry};
 
 /// `reproq worker`.
 #[derive(Debug, Args)]
@@ -18,6 +24,24 @@ pub struct WorkerArgs {
     validate: Option<bool>,
 }
 
+/// Resolves a worker configuration from `reproq worker` arguments (without the
+/// program and subcommand names), exactly as the binary does; for embedding and tests.
+///
+/// # Errors
+/// Bad flags or configuration.
+pub fn parse_worker_config(args: &[&str]) -> anyhow::Result<WorkerConfig> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut full = vec!["reproq", "worker"];
+    full.extend_from_slice(args);
+    let command = super::argv::go_semantics(super::Cli::command());
+    let normalized = super::argv::normalize(&command, full.into_iter().map(Into::into).collect());
+    let matches = command.try_get_matches_from(normalized).map_err(|e| super::UsageError(e.to_string()))?;
+    let worker = matches.subcommand_matches("worker").ok_or_else(|| super::UsageError("not a worker command".into()))?;
+    let flags = WorkerFlags::from_arg_matches(worker)?;
+    let file = config::load_file(flags.config.as_deref(), None).map_err(ConfigError::from)?;
+    Ok(WorkerConfig::resolve(&flags, worker, file.as_ref().map(|(f, _)| f))?)
+}
+
 impl WorkerArgs {
     pub async fn run(self, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         let file =
@@ -26,9 +50,37 @@ impl WorkerArgs {
         if self.validate.unwrap_or(false) {
             return Ok(validate(resolved).await);
         }
-        let _config = resolved?;
-        Err(NotBuilt("worker").into())
+        let config = resolved?;
+        run_worker(config).await
     }
+}
+
+async fn run_worker(config: WorkerConfig) -> anyhow::Result<ExitCode> {
+    telemetry::init(telemetry::format_from_env(), std::io::stdout);
+    let span = tracing::info_span!("worker", worker_id = %config.worker_id);
+    run_in_span(config).instrument(span).await
+}
+
+async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
+    for warning in &config.warnings {
+        tracing::warn!(warning = %warning, "Config file warning");
+    }
+    if config.payload_mode == PayloadMode::Inline {
+        tracing::warn!(payload_mode = "inline", "Payload mode inline exposes payload in process args; prefer stdin or file");
+    }
+    if config.metrics.listen.is_some() {
+        tracing::warn!(addr = config.metrics.listen.as_deref().unwrap_or(""), "The HTTP server (/metrics, /healthz, /events) is not built yet; continuing without it");
+    }
+    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS).await.context("opening the database")?;
+    let shutdown = Shutdown::new();
+    let signals = shutdown.listen_for_signals().context("installing signal handlers")?;
+    let executor = SpawnExecutor::new(&config);
+    let worker = Worker::new(config, pool.clone(), executor).await.context("inspecting the schema")?;
+    let summary = worker.run(shutdown.clone()).await;
+    signals.abort();
+    pool.close().await;
+    tracing::info!(reason = ?summary.reason, "Exiting");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints every setting with its source and checks that the database answers.

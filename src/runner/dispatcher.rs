@@ -1,0 +1,169 @@
+//! The claim loop (spec §5.1): a permit per concurrency slot, claims round-robin across
+//! queues, several rows per claim when several slots are free, and a jittered idle
+//! sleep that a wake-up (`Notify`, for LISTEN/NOTIFY later) or shutdown cuts short.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::pipeline::{Pipeline, TaskReport};
+use crate::executor::Executor;
+use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
+
+/// Most rows taken in one claim.
+pub const MAX_CLAIM_BATCH: usize = 16;
+
+/// Why the claim loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A signal (or the caller) asked to stop.
+    Requested,
+    /// `--max-tasks` tasks were completed.
+    MaxTasks,
+    /// `--burst` found nothing left to do.
+    Drained,
+}
+
+/// Counters kept while the loop runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchStats {
+    /// Tasks claimed.
+    pub claimed: u64,
+    /// Tasks whose outcome was recorded.
+    pub completed: u64,
+    /// Tasks requeued by shutdown.
+    pub requeued: u64,
+    /// Tasks whose outcome could not be recorded.
+    pub abandoned: u64,
+}
+
+/// The claim loop.
+pub struct Dispatcher<E> {
+    /// Runs each claimed task.
+    pub pipeline: Arc<Pipeline<E>>,
+    /// Claims tasks.
+    pub claimer: Claimer,
+    /// Wakes the loop early when work may have arrived.
+    pub wake: Arc<Notify>,
+}
+
+impl<E: Executor> Dispatcher<E> {
+    /// Claims and starts tasks until `stop` fires (or a run mode says it is done), then
+    /// returns with the still-running pipelines in `tasks` for the caller to drain.
+    pub async fn run(&self, stop: &CancellationToken, tasks: &mut JoinSet<TaskReport>, stats: &mut DispatchStats) -> StopReason {
+        let config = &self.pipeline.config;
+        let slots = Arc::new(Semaphore::new(config.concurrency.get()));
+        let mut next_queue = 0_usize;
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                count(stats, done);
+            }
+            if stop.is_cancelled() {
+                return StopReason::Requested;
+            }
+            let remaining = config.max_tasks.map(|max| max.saturating_sub(stats.claimed));
+            if remaining == Some(0) {
+                if tasks.is_empty() {
+                    return StopReason::MaxTasks;
+                }
+                tokio::select! {
+                    Some(done) = tasks.join_next() => count(stats, done),
+                    () = stop.cancelled() => return StopReason::Requested,
+                }
+                continue;
+            }
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+                Some(done) = tasks.join_next() => { count(stats, done); continue; }
+                () = stop.cancelled() => return StopReason::Requested,
+            };
+            let mut batch = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
+            if let Some(remaining) = remaining {
+                batch = batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            }
+            match self.poll(&mut next_queue, batch).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    stats.claimed += claimed.len() as u64;
+                    let mut permits = vec![first];
+                    while permits.len() < claimed.len() {
+                        permits.push(slots.clone().try_acquire_owned().expect("free slots were counted before the claim"));
+                    }
+                    for (task, permit) in claimed.into_iter().zip(permits) {
+                        let pipeline = self.pipeline.clone();
+                        tasks.spawn(
+                            async move {
+                                let report = pipeline.run(task).await;
+                                drop(permit);
+                                report
+                            }
+                            .instrument(tracing::Span::current()),
+                        );
+                    }
+                }
+                Ok(_) => {
+                    drop(first);
+                    if config.burst && tasks.is_empty() {
+                        return StopReason::Drained;
+                    }
+                    self.idle(stop, tasks, stats).await;
+                }
+                Err(error) => {
+                    drop(first);
+                    tracing::error!(error = %error, "Polling error");
+                    self.idle(stop, tasks, stats).await;
+                }
+            }
+        }
+    }
+
+    /// Round-robin over the queues; the first that yields tasks wins (spec §5.1).
+    async fn poll(&self, next_queue: &mut usize, batch: usize) -> Result<Vec<ClaimedTask>, sqlx::Error> {
+        let config = &self.pipeline.config;
+        let queues = &config.queues;
+        let start = *next_queue % queues.len();
+        for offset in 0..queues.len() {
+            let index = (start + offset) % queues.len();
+            let request = ClaimRequest { queue: &queues[index], worker_id: &config.worker_id, lease: config.lease, limit: batch };
+            let claimed = self.claimer.claim(&self.pipeline.pool, &request).await?;
+            if !claimed.is_empty() {
+                *next_queue = index + 1;
+                return Ok(claimed);
+            }
+        }
+        *next_queue = start + 1;
+        Ok(Vec::new())
+    }
+
+    /// Sleeps a random time in [poll_min_backoff, poll_max_backoff), cut short by a
+    /// wake-up, a finished task in burst mode, or `stop`.
+    async fn idle(&self, stop: &CancellationToken, tasks: &mut JoinSet<TaskReport>, stats: &mut DispatchStats) {
+        let config = &self.pipeline.config;
+        let (min, max) = (config.poll_min_backoff, config.poll_max_backoff);
+        let pause = if max > min { rand::thread_rng().gen_range(min..max) } else { min };
+        let pause = pause.max(Duration::from_millis(1));
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = self.wake.notified() => {}
+            Some(done) = tasks.join_next(), if config.burst => count(stats, done),
+            () = stop.cancelled() => {}
+        }
+    }
+}
+
+/// Folds a finished pipeline into the counters.
+pub fn count(stats: &mut DispatchStats, done: Result<TaskReport, tokio::task::JoinError>) {
+    match done {
+        Ok(TaskReport::Recorded) => stats.completed += 1,
+        Ok(TaskReport::Requeued) => stats.requeued += 1,
+        Ok(TaskReport::Abandoned) => stats.abandoned += 1,
+        Err(error) => {
+            tracing::error!(error = %error, "task pipeline panicked");
+            stats.abandoned += 1;
+        }
+    }
+}

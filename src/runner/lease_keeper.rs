@@ -1,0 +1,112 @@
+//! Keeps the leases of running tasks alive and notices cancellation (spec §4.5, §4.11).
+//!
+//! One batched statement renews every running task's lease each `heartbeat`; between
+//! renewals a cheap read polls `cancel_requested` every [`CANCEL_POLL`], so a cancel
+//! takes about a second instead of up to a heartbeat. A transient database error does
+//! not kill anything while the lease is still valid (fixes §13.9); a task whose lease
+//! could not be renewed before it ran out, or that the database no longer shows under
+//! our lease, is killed and nothing is written for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::running::{KillReason, Running};
+use crate::queue::{TaskId, lease};
+
+/// How often `cancel_requested` is polled.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
+
+/// The lease keeper service.
+pub struct LeaseKeeper {
+    /// The database.
+    pub pool: PgPool,
+    /// Running tasks.
+    pub running: Arc<Running>,
+    /// Our worker id.
+    pub worker_id: String,
+    /// Lease length.
+    pub lease: Duration,
+    /// Renewal period; `None` disables renewals (cancel polling continues).
+    pub heartbeat: Option<Duration>,
+}
+
+impl LeaseKeeper {
+    /// Runs until `done` fires.
+    pub async fn run(self, done: CancellationToken) {
+        let mut next_renewal = self.heartbeat.map(|h| Instant::now() + h);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CANCEL_POLL) => {}
+                () = done.cancelled() => return,
+            }
+            let ids = self.running.ids();
+            if ids.is_empty() {
+                continue;
+            }
+            match next_renewal {
+                Some(due) if Instant::now() >= due => {
+                    self.renew(&ids).await;
+                    next_renewal = self.heartbeat.map(|h| Instant::now() + h);
+                }
+                _ => self.poll_cancellations(&ids).await,
+            }
+        }
+    }
+
+    /// One renewal pass (also used by tests).
+    pub async fn renew(&self, ids: &[TaskId]) {
+        match lease::renew(&self.pool, ids, &self.worker_id, self.lease).await {
+            Ok(renewed) => {
+                for row in &renewed {
+                    self.running.renewed(row.id, row.leased_until);
+                    if row.cancel_requested {
+                        self.kill(row.id, KillReason::Cancelled);
+                    }
+                }
+                for id in ids.iter().filter(|id| !renewed.iter().any(|r| r.id == **id)) {
+                    if self.running.get(*id).is_some() {
+                        tracing::error!(result_id = id.0, error = "lease lost or task not running", "Heartbeat failed");
+                        self.kill(*id, KillReason::LeaseLost);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "Heartbeat failed; retrying while leases last");
+                let now = Utc::now();
+                for id in ids {
+                    if self.running.get(*id).is_some_and(|t| t.leased_until() <= now) {
+                        tracing::error!(result_id = id.0, error = "lease expired before it could be renewed", "Heartbeat failed");
+                        self.kill(*id, KillReason::LeaseLost);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_cancellations(&self, ids: &[TaskId]) {
+        match lease::cancel_requested(&self.pool, ids).await {
+            Ok(cancelled) => {
+                for id in cancelled {
+                    self.kill(id, KillReason::Cancelled);
+                }
+            }
+            Err(error) => tracing::debug!(error = %error, "cancel poll failed"),
+        }
+    }
+
+    fn kill(&self, id: TaskId, reason: KillReason) {
+        if let Some(task) = self.running.get(id) {
+            if task.reason().is_none() {
+                if reason == KillReason::Cancelled {
+                    tracing::warn!(result_id = id.0, "Remote cancellation requested");
+                }
+                task.kill(reason);
+            }
+        }
+    }
+}

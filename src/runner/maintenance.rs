@@ -1,0 +1,51 @@
+//! The worker's periodic chores: the expired-lease reclaimer (spec §4.10) and the
+//! `reproq_workers` heartbeat (spec §5.3). What one pass does lives in `queue/`.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{reclaim, registry};
+
+/// How often the worker row is refreshed.
+pub const REGISTRY_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Runs one reclaim pass and logs it.
+pub async fn reclaim_once(pool: &PgPool, max_attempts_default: i32) {
+    match reclaim::reclaim_expired(pool, max_attempts_default).await {
+        Ok(report) if report.requeued + report.failed > 0 => tracing::info!(
+            count = report.requeued + report.failed,
+            requeued = report.requeued,
+            failed = report.failed,
+            dependants_failed = report.dependants_failed,
+            "Reclaimed expired tasks"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "Failed to reclaim expired tasks"),
+    }
+}
+
+/// Reclaims every `interval` until `done` fires (the start-up pass is the caller's).
+pub async fn run_reclaimer(pool: PgPool, interval: Duration, max_attempts_default: i32, done: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => reclaim_once(&pool, max_attempts_default).await,
+            () = done.cancelled() => return,
+        }
+    }
+}
+
+/// Refreshes the worker row every [`REGISTRY_HEARTBEAT`] (an upsert, so a pruned row returns).
+pub async fn run_registry_heartbeat(pool: PgPool, info: registry::WorkerInfo, done: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(REGISTRY_HEARTBEAT) => {
+                if let Err(error) = registry::upsert(&pool, &info, false).await {
+                    tracing::warn!(error = %error, "Failed to update worker heartbeat");
+                }
+            }
+            () = done.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The tasks this worker is running right now, and why one was told to die.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::TaskId;
+
+/// Why the worker killed a running task; decides what is recorded for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// `cancel_requested` was set: FAILED with kind `cancelled`.
+    Cancelled,
+    /// The lease is gone: write nothing, another worker owns the row now.
+    LeaseLost,
+    /// Shutdown past its drain timeout: back to READY, attempt refunded.
+    Shutdown,
+}
+
+/// One running task's kill switch.
+#[derive(Debug)]
+pub struct RunningTask {
+    /// Fires to kill the executor's process group.
+    pub kill: CancellationToken,
+    reason: Mutex<Option<KillReason>>,
+    leased_until: Mutex<DateTime<Utc>>,
+}
+
+impl RunningTask {
+    /// The first reason given, if the task was killed; an abort without one is a shutdown.
+    pub fn reason(&self) -> Option<KillReason> {
+        let reason = *self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        reason.or_else(|| self.kill.is_cancelled().then_some(KillReason::Shutdown))
+    }
+
+    /// Kills the task for `reason` (the first reason sticks).
+    pub fn kill(&self, reason: KillReason) {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        self.kill.cancel();
+    }
+
+    /// The lease end last confirmed by the database.
+    pub fn leased_until(&self) -> DateTime<Utc> {
+        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_leased_until(&self, until: DateTime<Utc>) {
+        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+}
+
+/// The registry shared by the dispatcher, the pipelines and the lease keeper.
+#[derive(Debug, Default)]
+pub struct Running {
+    tasks: Mutex<HashMap<TaskId, Arc<RunningTask>>>,
+}
+
+impl Running {
+    /// Registers a task whose kill token is a child of `abort`.
+    pub fn insert(&self, id: TaskId, leased_until: DateTime<Utc>, abort: &CancellationToken) -> Arc<RunningTask> {
+        let task = Arc::new(RunningTask {
+            kill: abort.child_token(),
+            reason: Mutex::new(None),
+            leased_until: Mutex::new(leased_until),
+        });
+        self.lock().insert(id, task.clone());
+        task
+    }
+
+    /// Forgets a finished task.
+    pub fn remove(&self, id: TaskId) {
+        self.lock().remove(&id);
+    }
+
+    /// Ids of every running task.
+    pub fn ids(&self) -> Vec<TaskId> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// How many tasks are running.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is running.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The running task `id`, if any.
+    pub fn get(&self, id: TaskId) -> Option<Arc<RunningTask>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Records a renewed lease.
+    pub fn renewed(&self, id: TaskId, until: DateTime<Utc>) {
+        if let Some(task) = self.get(id) {
+            task.set_leased_until(until);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Arc<RunningTask>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
