@@ -23,7 +23,10 @@ impl Shutdown {
     /// A fresh pair.
     pub fn new() -> Self {
         let abort = CancellationToken::new();
-        Shutdown { stop: abort.child_token(), abort }
+        Shutdown {
+            stop: abort.child_token(),
+            abort,
+        }
     }
 
     /// Maps SIGTERM/SIGINT onto the tokens until `abort` fires.
@@ -35,22 +38,25 @@ impl Shutdown {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shutdown = self.clone();
-        Ok(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                    () = shutdown.abort.cancelled() => return,
+        Ok(tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                        () = shutdown.abort.cancelled() => return,
+                    }
+                    if shutdown.stop.is_cancelled() {
+                        tracing::warn!("Second signal received; killing running tasks");
+                        shutdown.abort.cancel();
+                        return;
+                    }
+                    tracing::info!("Shutdown requested, waiting for tasks...");
+                    shutdown.stop.cancel();
                 }
-                if shutdown.stop.is_cancelled() {
-                    tracing::warn!("Second signal received; killing running tasks");
-                    shutdown.abort.cancel();
-                    return;
-                }
-                tracing::info!("Shutdown requested, waiting for tasks...");
-                shutdown.stop.cancel();
-            }
-        }))
+            },
+            tracing::Span::current(),
+        )))
     }
 }
 

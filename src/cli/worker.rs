@@ -35,11 +35,19 @@ pub fn parse_worker_config(args: &[&str]) -> anyhow::Result<WorkerConfig> {
     full.extend_from_slice(args);
     let command = super::argv::go_semantics(super::Cli::command());
     let normalized = super::argv::normalize(&command, full.into_iter().map(Into::into).collect());
-    let matches = command.try_get_matches_from(normalized).map_err(|e| super::UsageError(e.to_string()))?;
-    let worker = matches.subcommand_matches("worker").ok_or_else(|| super::UsageError("not a worker command".into()))?;
+    let matches = command
+        .try_get_matches_from(normalized)
+        .map_err(|e| super::UsageError(e.to_string()))?;
+    let worker = matches
+        .subcommand_matches("worker")
+        .ok_or_else(|| super::UsageError("not a worker command".into()))?;
     let flags = WorkerFlags::from_arg_matches(worker)?;
     let file = config::load_file(flags.config.as_deref(), None).map_err(ConfigError::from)?;
-    Ok(WorkerConfig::resolve(&flags, worker, file.as_ref().map(|(f, _)| f))?)
+    Ok(WorkerConfig::resolve(
+        &flags,
+        worker,
+        file.as_ref().map(|(f, _)| f),
+    )?)
 }
 
 impl WorkerArgs {
@@ -66,16 +74,28 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         tracing::warn!(warning = %warning, "Config file warning");
     }
     if config.payload_mode == PayloadMode::Inline {
-        tracing::warn!(payload_mode = "inline", "Payload mode inline exposes payload in process args; prefer stdin or file");
+        tracing::warn!(
+            payload_mode = "inline",
+            "Payload mode inline exposes payload in process args; prefer stdin or file"
+        );
     }
     if config.metrics.listen.is_some() {
-        tracing::warn!(addr = config.metrics.listen.as_deref().unwrap_or(""), "The HTTP server (/metrics, /healthz, /events) is not built yet; continuing without it");
+        tracing::warn!(
+            addr = config.metrics.listen.as_deref().unwrap_or(""),
+            "The HTTP server (/metrics, /healthz, /events) is not built yet; continuing without it"
+        );
     }
-    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS).await.context("opening the database")?;
+    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS)
+        .await
+        .context("opening the database")?;
     let shutdown = Shutdown::new();
-    let signals = shutdown.listen_for_signals().context("installing signal handlers")?;
+    let signals = shutdown
+        .listen_for_signals()
+        .context("installing signal handlers")?;
     let executor = SpawnExecutor::new(&config);
-    let worker = Worker::new(config, pool.clone(), executor).await.context("inspecting the schema")?;
+    let worker = Worker::new(config, pool.clone(), executor)
+        .await
+        .context("inspecting the schema")?;
     let summary = worker.run(shutdown.clone()).await;
     signals.abort();
     pool.close().await;

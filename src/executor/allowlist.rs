@@ -2,7 +2,9 @@
 
 /// Whether `task_path` may run under `allowed` (never empty; the config fills the default).
 pub fn is_allowed(allowed: &[String], task_path: &str) -> bool {
-    allowed.iter().any(|entry| entry == "*" || task_path.starts_with(entry.as_str()))
+    allowed
+        .iter()
+        .any(|entry| entry == "*" || task_path.starts_with(entry.as_str()))
 }
 
 #[cfg(test)]
@@ -17,6 +19,9 @@ mod tests {
         assert!(!is_allowed(&list, "myapp.tasks_evil.x"));
         assert!(!is_allowed(&list, "os.system"));
         assert!(is_allowed(&["*".to_owned()], "anything.at.all"));
-        assert!(is_allowed(&["myapp.tasks".to_owned()], "myapp.tasks_evil.x"), "entries are not normalised");
+        assert!(
+            is_allowed(&["myapp.tasks".to_owned()], "myapp.tasks_evil.x"),
+            "entries are not normalised"
+        );
     }
 }

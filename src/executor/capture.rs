@@ -22,7 +22,8 @@ impl Captured {
         if text.len() > room {
             self.truncated = true;
         }
-        self.bytes.extend_from_slice(&text.as_bytes()[..text.len().min(room)]);
+        self.bytes
+            .extend_from_slice(&text.as_bytes()[..text.len().min(room)]);
     }
 
     /// Lossy text with the truncation marker when something was cut.
@@ -71,7 +72,10 @@ mod tests {
 
     #[test]
     fn append_respects_the_cap() {
-        let mut captured = Captured { bytes: b"abc".to_vec(), truncated: false };
+        let mut captured = Captured {
+            bytes: b"abc".to_vec(),
+            truncated: false,
+        };
         captured.append("exit status 1", 8);
         assert_eq!(captured.bytes, b"abcexit ");
         assert!(captured.truncated);

@@ -42,7 +42,9 @@ struct Wire {
 }
 
 /// `Some(raw)` whenever the key is present, including `"return": null`.
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
@@ -73,11 +75,18 @@ fn sanitize_raw(raw: &str) -> String {
 /// Decodes the envelope from captured stdout.
 pub fn parse(stdout: &Captured) -> Envelope {
     if stdout.truncated {
-        return invalid(&format!("output too large (more than {} bytes on stdout)", stdout.bytes.len()));
+        return invalid(&format!(
+            "output too large (more than {} bytes on stdout)",
+            stdout.bytes.len()
+        ));
     }
     let text = match std::str::from_utf8(&stdout.bytes) {
         Ok(text) => text.trim(),
-        Err(error) => return invalid(&format!("Invalid JSON on stdout: output is not UTF-8 ({error})")),
+        Err(error) => {
+            return invalid(&format!(
+                "Invalid JSON on stdout: output is not UTF-8 ({error})"
+            ));
+        }
     };
     if text.is_empty() {
         return invalid("Invalid JSON on stdout: unexpected end of JSON input");
@@ -106,7 +115,11 @@ pub fn parse(stdout: &Captured) -> Envelope {
 }
 
 fn invalid(message: &str) -> Envelope {
-    Envelope { ok: false, message: message.to_owned(), ..Envelope::default() }
+    Envelope {
+        ok: false,
+        message: message.to_owned(),
+        ..Envelope::default()
+    }
 }
 
 #[cfg(test)]
@@ -114,26 +127,48 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Envelope {
-        parse(&Captured { bytes: text.as_bytes().to_vec(), truncated: false })
+        parse(&Captured {
+            bytes: text.as_bytes().to_vec(),
+            truncated: false,
+        })
     }
 
     #[test]
     fn success_keeps_the_raw_return_text() {
-        let envelope = parse_str("  {\"ok\": true, \"return\": {\"b\": 1.50, \"a\": 12345678901234567890}}\n");
+        let envelope =
+            parse_str("  {\"ok\": true, \"return\": {\"b\": 1.50, \"a\": 12345678901234567890}}\n");
         assert!(envelope.ok);
-        assert_eq!(envelope.return_json.as_deref(), Some("{\"b\": 1.50, \"a\": 12345678901234567890}"));
+        assert_eq!(
+            envelope.return_json.as_deref(),
+            Some("{\"b\": 1.50, \"a\": 12345678901234567890}")
+        );
     }
 
     #[test]
     fn return_null_differs_from_no_return() {
-        assert_eq!(parse_str(r#"{"ok": true, "return": null}"#).return_json.as_deref(), Some("null"));
+        assert_eq!(
+            parse_str(r#"{"ok": true, "return": null}"#)
+                .return_json
+                .as_deref(),
+            Some("null")
+        );
         assert_eq!(parse_str(r#"{"ok": true}"#).return_json, None);
     }
 
     #[test]
     fn failure_fields() {
-        let e = parse_str(r#"{"ok": false, "exception_class": "ValueError", "message": "boom", "traceback": "tb", "extra": 1}"#);
-        assert_eq!((e.ok, e.exception_class.as_str(), e.message.as_str(), e.traceback.as_str()), (false, "ValueError", "boom", "tb"));
+        let e = parse_str(
+            r#"{"ok": false, "exception_class": "ValueError", "message": "boom", "traceback": "tb", "extra": 1}"#,
+        );
+        assert_eq!(
+            (
+                e.ok,
+                e.exception_class.as_str(),
+                e.message.as_str(),
+                e.traceback.as_str()
+            ),
+            (false, "ValueError", "boom", "tb")
+        );
     }
 
     #[test]
@@ -158,9 +193,15 @@ mod tests {
             assert!(!e.ok, "{text:?}");
             assert!(e.message.contains(needle), "{text:?}: {}", e.message);
         }
-        let e = parse(&Captured { bytes: vec![0xff, 0xfe, b'{'], truncated: false });
+        let e = parse(&Captured {
+            bytes: vec![0xff, 0xfe, b'{'],
+            truncated: false,
+        });
         assert!(e.message.contains("not UTF-8"), "{}", e.message);
-        let e = parse(&Captured { bytes: b"{\"ok\": tr".to_vec(), truncated: true });
+        let e = parse(&Captured {
+            bytes: b"{\"ok\": tr".to_vec(),
+            truncated: true,
+        });
         assert!(e.message.starts_with("output too large"), "{}", e.message);
         assert_eq!(parse_str("null"), Envelope::default());
     }

@@ -7,17 +7,33 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Writes the log file if there is anything to write.
-pub fn persist(dir: &Path, result_id: i64, attempt: i32, stdout: &str, stderr: &str) -> Option<PathBuf> {
+pub fn persist(
+    dir: &Path,
+    result_id: i64,
+    attempt: i32,
+    stdout: &str,
+    stderr: &str,
+) -> Option<PathBuf> {
     if stdout.is_empty() && stderr.is_empty() {
         return None;
     }
-    if let Err(error) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    if let Err(error) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         tracing::warn!(error = %error, logs_dir = %dir.display(), "Failed to create logs dir");
         return None;
     }
     let path = dir.join(format!("task-{result_id}-attempt-{attempt}.log"));
     let path = std::path::absolute(&path).unwrap_or(path);
-    let mut file = match std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+    {
         Ok(file) => file,
         Err(error) => {
             tracing::warn!(error = %error, path = %path.display(), "Failed to open logs file");
@@ -34,7 +50,11 @@ pub fn persist(dir: &Path, result_id: i64, attempt: i32, stdout: &str, stderr: &
 /// The file's content.
 pub fn render(stdout: &str, stderr: &str) -> String {
     let newline = |s: &str| if s.ends_with('\n') { "" } else { "\n" };
-    format!("STDOUT:\n{stdout}{}STDERR:\n{stderr}{}", newline(stdout), newline(stderr))
+    format!(
+        "STDOUT:\n{stdout}{}STDERR:\n{stderr}{}",
+        newline(stdout),
+        newline(stderr)
+    )
 }
 
 #[cfg(test)]
@@ -56,8 +76,17 @@ mod tests {
         let path = persist(&logs, 7, 2, "out", "err").unwrap();
         assert!(path.is_absolute());
         assert_eq!(path.file_name().unwrap(), "task-7-attempt-2.log");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "STDOUT:\nout\nSTDERR:\nerr\n");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "STDOUT:\nout\nSTDERR:\nerr\n"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }

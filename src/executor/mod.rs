@@ -95,5 +95,9 @@ impl ExecError {
 pub trait Executor: Send + Sync + 'static {
     /// Runs `request` until it ends, overruns `request.timeout`, or `kill` fires; in the
     /// last two cases the whole process group is terminated before this returns.
-    fn execute(&self, request: ExecRequest, kill: CancellationToken) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+    fn execute(
+        &self,
+        request: ExecRequest,
+        kill: CancellationToken,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
 }

@@ -72,9 +72,16 @@ impl SpawnExecutor {
 }
 
 impl Executor for SpawnExecutor {
-    async fn execute(&self, request: ExecRequest, kill: CancellationToken) -> Result<ExecOutput, ExecError> {
+    async fn execute(
+        &self,
+        request: ExecRequest,
+        kill: CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
         if request.payload.len() > self.max_payload_bytes {
-            return Err(ExecError::PayloadTooLarge { size: request.payload.len(), limit: self.max_payload_bytes });
+            return Err(ExecError::PayloadTooLarge {
+                size: request.payload.len(),
+                limit: self.max_payload_bytes,
+            });
         }
         let mut command = self.command(&request);
         // Kept alive until the child is done; removed on drop in every outcome.
@@ -85,18 +92,28 @@ impl Executor for SpawnExecutor {
             }
             PayloadMode::File => {
                 let file = write_payload_file(request.result_id, &request.payload)?;
-                command.arg("--payload-file").arg(file.path()).stdin(Stdio::null());
+                command
+                    .arg("--payload-file")
+                    .arg(file.path())
+                    .stdin(Stdio::null());
                 _payload_file = Some(file);
             }
             PayloadMode::Inline => {
-                command.arg("--payload-json").arg(&request.payload).stdin(Stdio::null());
+                command
+                    .arg("--payload-json")
+                    .arg(&request.payload)
+                    .stdin(Stdio::null());
             }
         }
         let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|source| ExecError::Spawn { program: self.python_bin.clone(), source })?;
-        let group = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+            program: self.python_bin.clone(),
+            source,
+        })?;
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw);
         if let Some(mut stdin) = child.stdin.take() {
             let payload = request.payload.clone();
             // A child that exits without reading its stdin is not an error.
@@ -105,8 +122,14 @@ impl Executor for SpawnExecutor {
                 let _ = stdin.shutdown().await;
             });
         }
-        let stdout_reader = child.stdout.take().map(|out| tokio::spawn(read_capped(out, self.max_stdout_bytes)));
-        let stderr_reader = child.stderr.take().map(|err| tokio::spawn(read_capped(err, self.max_stderr_bytes)));
+        let stdout_reader = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(read_capped(out, self.max_stdout_bytes)));
+        let stderr_reader = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(read_capped(err, self.max_stderr_bytes)));
 
         let ending = tokio::select! {
             status = child.wait() => match status {
@@ -129,7 +152,12 @@ impl Executor for SpawnExecutor {
                 stderr.append(&describe_exit(status), self.max_stderr_bytes);
             }
         }
-        Ok(ExecOutput { ending, stdout, stderr, elapsed: started.elapsed() })
+        Ok(ExecOutput {
+            ending,
+            stdout,
+            stderr,
+            elapsed: started.elapsed(),
+        })
     }
 }
 
@@ -141,7 +169,12 @@ fn write_payload_file(result_id: i64, payload: &str) -> Result<tempfile::NamedTe
         .map_err(ExecError::TempFile)?;
     file.write_all(payload.as_bytes())
         .and_then(|()| file.flush())
-        .map_err(|e| ExecError::TempFile(std::io::Error::new(e.kind(), format!("failed to write payload to file: {e}"))))?;
+        .map_err(|e| {
+            ExecError::TempFile(std::io::Error::new(
+                e.kind(),
+                format!("failed to write payload to file: {e}"),
+            ))
+        })?;
     Ok(file)
 }
 
@@ -186,7 +219,9 @@ async fn collect_output(
         let _ = killpg(group, Signal::SIGKILL);
     }
     // A process that left the group (setsid) may still hold the pipes: give up on it.
-    tokio::time::timeout(Duration::from_secs(2), both).await.unwrap_or_default()
+    tokio::time::timeout(Duration::from_secs(2), both)
+        .await
+        .unwrap_or_default()
 }
 
 /// Go's `ExitError` text: `exit status 1`, `signal: killed`.

@@ -11,7 +11,9 @@ pub const INFRA_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// The delay before attempt `attempts + 1`, where `attempts` counts the failed ones.
 pub fn app_error_delay(attempts: i32) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(31);
+    let exponent = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(31);
     BASE.saturating_mul(1_u32 << exponent).min(CAP)
 }
 

@@ -66,8 +66,12 @@ pub struct Claimer {
 impl Claimer {
     /// A claimer for `order`.
     pub fn new(order: ClaimOrder) -> Self {
-        let candidates_sql = include_str!("claim_candidates.sql").replace("{order_by}", &order.order_by());
-        Claimer { order, candidates_sql }
+        let candidates_sql =
+            include_str!("claim_candidates.sql").replace("{order_by}", &order.order_by());
+        Claimer {
+            order,
+            candidates_sql,
+        }
     }
 
     /// The order in use.
@@ -80,7 +84,11 @@ impl Claimer {
     ///
     /// # Errors
     /// Database errors; nothing is claimed then.
-    pub async fn claim(&self, pool: &PgPool, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedTask>, sqlx::Error> {
+    pub async fn claim(
+        &self,
+        pool: &PgPool,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
         let mut tx = pool.begin().await?;
         let mut accepted: Vec<i64> = Vec::new();
         let mut excluded: Vec<i64> = Vec::new();
@@ -101,7 +109,11 @@ impl Claimer {
             let open = pass_key_gates(&mut tx, &candidates).await?;
             let mut rate_blocked = false;
             for candidate in candidates.iter().filter(|c| open.contains(&c.result_id)) {
-                if let Some(key) = candidate.limit_key.as_deref().filter(|_| candidate.limit_applies && !candidate.doomed) {
+                if let Some(key) = candidate
+                    .limit_key
+                    .as_deref()
+                    .filter(|_| candidate.limit_applies && !candidate.doomed)
+                {
                     if blocked_keys.iter().any(|k| k == key) || !take_token(&mut tx, key).await? {
                         if !blocked_keys.iter().any(|k| k == key) {
                             blocked_keys.push(key.to_owned());
@@ -133,16 +145,30 @@ impl Claimer {
 
 /// Serialises on the candidates' lock and concurrency keys and returns the ids whose
 /// gates are still open, counting the batch's own earlier acceptances.
-async fn pass_key_gates(tx: &mut PgConnection, candidates: &[Candidate]) -> Result<HashSet<i64>, sqlx::Error> {
-    let keyed: Vec<&Candidate> = candidates.iter().filter(|c| c.lock_key.is_some() || c.concurrency_key.is_some()).collect();
-    let mut open: HashSet<i64> = candidates.iter().filter(|c| c.lock_key.is_none() && c.concurrency_key.is_none()).map(|c| c.result_id).collect();
+async fn pass_key_gates(
+    tx: &mut PgConnection,
+    candidates: &[Candidate],
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let keyed: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.lock_key.is_some() || c.concurrency_key.is_some())
+        .collect();
+    let mut open: HashSet<i64> = candidates
+        .iter()
+        .filter(|c| c.lock_key.is_none() && c.concurrency_key.is_none())
+        .map(|c| c.result_id)
+        .collect();
     if keyed.is_empty() {
         return Ok(open);
     }
     let mut lock_names: Vec<String> = Vec::new();
     for c in &keyed {
         lock_names.extend(c.lock_key.as_ref().map(|k| format!("reproq:lock:{k}")));
-        lock_names.extend(c.concurrency_key.as_ref().map(|k| format!("reproq:concurrency:{k}")));
+        lock_names.extend(
+            c.concurrency_key
+                .as_ref()
+                .map(|k| format!("reproq:concurrency:{k}")),
+        );
     }
     sqlx::query(
         r#"select pg_advisory_xact_lock(k)
@@ -153,7 +179,8 @@ async fn pass_key_gates(tx: &mut PgConnection, candidates: &[Candidate]) -> Resu
     .await?;
     let ids: Vec<i64> = keyed.iter().map(|c| c.result_id).collect();
     let lock_keys: Vec<Option<String>> = keyed.iter().map(|c| c.lock_key.clone()).collect();
-    let concurrency_keys: Vec<Option<String>> = keyed.iter().map(|c| c.concurrency_key.clone()).collect();
+    let concurrency_keys: Vec<Option<String>> =
+        keyed.iter().map(|c| c.concurrency_key.clone()).collect();
     let states: Vec<GateState> = sqlx::query_as(
         r#"select c.id,
                   (select count(*) from task_runs r where c.lock_key is not null and r.lock_key = c.lock_key and r.status = 'RUNNING') as lock_running,
@@ -169,10 +196,16 @@ async fn pass_key_gates(tx: &mut PgConnection, candidates: &[Candidate]) -> Resu
     let mut locks_taken: HashSet<&str> = HashSet::new();
     let mut batch_running: HashMap<&str, i64> = HashMap::new();
     for c in keyed {
-        let Some(state) = state_of.get(&c.result_id) else { continue };
-        let lock_free = c.lock_key.as_deref().is_none_or(|k| state.lock_running == 0 && !locks_taken.contains(k));
+        let Some(state) = state_of.get(&c.result_id) else {
+            continue;
+        };
+        let lock_free = c
+            .lock_key
+            .as_deref()
+            .is_none_or(|k| state.lock_running == 0 && !locks_taken.contains(k));
         let below_cap = c.concurrency_key.as_deref().is_none_or(|k| {
-            state.concurrency_running + batch_running.get(k).copied().unwrap_or(0) < i64::from(c.concurrency_limit)
+            state.concurrency_running + batch_running.get(k).copied().unwrap_or(0)
+                < i64::from(c.concurrency_limit)
         });
         if lock_free && below_cap {
             locks_taken.extend(c.lock_key.as_deref());

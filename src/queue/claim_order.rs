@@ -35,7 +35,10 @@ impl ClaimOrder {
     pub fn order_by(&self) -> String {
         match self {
             ClaimOrder::Ranked { factor } => {
-                format!("reproq_claim_rank(t.priority, t.enqueued_at, {}::float8) desc, t.enqueued_at asc", float_literal(*factor))
+                format!(
+                    "reproq_claim_rank(t.priority, t.enqueued_at, {}::float8) desc, t.enqueued_at asc",
+                    float_literal(*factor)
+                )
             }
             ClaimOrder::Aging { factor } => format!(
                 "(t.priority + greatest(extract(epoch from (now() - t.enqueued_at)), 0) / {}::float8) desc, t.enqueued_at asc",
@@ -48,11 +51,15 @@ impl ClaimOrder {
     /// A line for the start-up log saying which order is in use and why.
     pub fn describe(&self) -> String {
         match self {
-            ClaimOrder::Ranked { factor } => format!("index-backed priority aging (factor {factor}, {RANK_INDEX})"),
+            ClaimOrder::Ranked { factor } => {
+                format!("index-backed priority aging (factor {factor}, {RANK_INDEX})")
+            }
             ClaimOrder::Aging { factor } => format!(
                 "priority aging by expression (factor {factor}); no matching {RANK_INDEX}, so every claim sorts the READY backlog"
             ),
-            ClaimOrder::Priority => "plain priority order (aging disabled), idx_task_runs_claim".into(),
+            ClaimOrder::Priority => {
+                "plain priority order (aging disabled), idx_task_runs_claim".into()
+            }
         }
     }
 }
@@ -82,7 +89,8 @@ pub async fn detect(db: impl PgExecutor<'_>, factor: f64) -> Result<ClaimOrder, 
 /// The factor in an index definition such as
 /// `... reproq_claim_rank(priority, enqueued_at, 60::double precision) DESC ...`.
 pub fn indexed_factor(definition: &str) -> Option<f64> {
-    let start = definition.find("reproq_claim_rank(priority, enqueued_at, ")? + "reproq_claim_rank(priority, enqueued_at, ".len();
+    let start = definition.find("reproq_claim_rank(priority, enqueued_at, ")?
+        + "reproq_claim_rank(priority, enqueued_at, ".len();
     let rest = &definition[start..];
     let literal: String = rest
         .trim_start_matches(['(', '\''])
@@ -105,15 +113,36 @@ mod tests {
     fn reads_the_factor_from_index_definitions() {
         let def = "CREATE INDEX idx_task_runs_claim_rank ON public.task_runs USING btree (queue_name, reproq_claim_rank(priority, enqueued_at, 60::double precision) DESC, enqueued_at) WHERE (status = 'READY'::text)";
         assert_eq!(indexed_factor(def), Some(60.0));
-        assert_eq!(indexed_factor("... reproq_claim_rank(priority, enqueued_at, '45.5'::double precision) ..."), Some(45.5));
-        assert_eq!(indexed_factor("... reproq_claim_rank(priority, enqueued_at, (30)::double precision) ..."), Some(30.0));
+        assert_eq!(
+            indexed_factor(
+                "... reproq_claim_rank(priority, enqueued_at, '45.5'::double precision) ..."
+            ),
+            Some(45.5)
+        );
+        assert_eq!(
+            indexed_factor(
+                "... reproq_claim_rank(priority, enqueued_at, (30)::double precision) ..."
+            ),
+            Some(30.0)
+        );
         assert_eq!(indexed_factor("CREATE INDEX other ON t (a)"), None);
     }
 
     #[test]
     fn order_clauses() {
-        assert!(ClaimOrder::Ranked { factor: 60.0 }.order_by().starts_with("reproq_claim_rank(t.priority, t.enqueued_at, 60.0::float8) desc"));
-        assert!(ClaimOrder::Aging { factor: 60.0 }.order_by().contains("/ 60.0::float8"));
-        assert_eq!(ClaimOrder::Priority.order_by(), "t.priority desc, t.enqueued_at asc");
+        assert!(
+            ClaimOrder::Ranked { factor: 60.0 }
+                .order_by()
+                .starts_with("reproq_claim_rank(t.priority, t.enqueued_at, 60.0::float8) desc")
+        );
+        assert!(
+            ClaimOrder::Aging { factor: 60.0 }
+                .order_by()
+                .contains("/ 60.0::float8")
+        );
+        assert_eq!(
+            ClaimOrder::Priority.order_by(),
+            "t.priority desc, t.enqueued_at asc"
+        );
     }
 }

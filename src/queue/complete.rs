@@ -50,7 +50,12 @@ pub enum CompleteError {
 ///
 /// # Errors
 /// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
-pub async fn complete(pool: &PgPool, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> Result<u64, CompleteError> {
+pub async fn complete(
+    pool: &PgPool,
+    lease: &Lease,
+    outcome: &Outcome,
+    logs_uri: Option<&str>,
+) -> Result<u64, CompleteError> {
     let mut tx = pool.begin().await?;
     let workflow_id: Option<Option<Uuid>> = match outcome {
         Outcome::Success { return_json } => {
@@ -106,7 +111,9 @@ pub async fn complete(pool: &PgPool, lease: &Lease, outcome: &Outcome, logs_uri:
             workflow::on_success(&mut tx, lease.id, workflow_id).await?;
             0
         }
-        Outcome::Fail { .. } => workflow::on_terminal_failure(&mut tx, lease.id, workflow_id).await?,
+        Outcome::Fail { .. } => {
+            workflow::on_terminal_failure(&mut tx, lease.id, workflow_id).await?
+        }
         Outcome::Retry { .. } => 0,
     };
     tx.commit().await?;

@@ -14,7 +14,13 @@ pub struct TaskError {
 
 impl TaskError {
     /// `ok: false` from the executor, including unreadable output.
-    pub fn app(exception_class: &str, message: &str, traceback: &str, attempt: i32, worker_id: &str) -> Self {
+    pub fn app(
+        exception_class: &str,
+        message: &str,
+        traceback: &str,
+        attempt: i32,
+        worker_id: &str,
+    ) -> Self {
         Self::with(json!({
             "kind": "app_error", "exception_class": exception_class, "traceback": traceback,
             "message": message, "attempt": attempt, "worker_id": worker_id,
@@ -35,7 +41,9 @@ impl TaskError {
 
     /// Claimed after its `expires_at`; finished without running.
     pub fn expired(expires_at: &str) -> Self {
-        Self::with(json!({ "kind": "expired", "message": format!("Task expired before it started (expires_at {expires_at})") }))
+        Self::with(
+            json!({ "kind": "expired", "message": format!("Task expired before it started (expires_at {expires_at})") }),
+        )
     }
 
     /// No usable task path in the row or spec.
@@ -56,17 +64,25 @@ impl TaskError {
         if let Value::Object(map) = &mut object {
             map.insert("at".into(), Value::String(now_rfc3339()));
         }
-        TaskError { object: strip_nuls(object) }
+        TaskError {
+            object: strip_nuls(object),
+        }
     }
 
     /// The `kind` field.
     pub fn kind(&self) -> &str {
-        self.object.get("kind").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// The `message` field.
     pub fn message(&self) -> &str {
-        self.object.get("message").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `last_error` for a terminal failure: the message, else the kind, else the raw
@@ -107,7 +123,11 @@ pub fn strip_nuls(value: Value) -> Value {
     match value {
         Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{fffd}")),
         Value::Array(items) => Value::Array(items.into_iter().map(strip_nuls).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.replace('\0', "\u{fffd}"), strip_nuls(v))).collect::<Map<_, _>>()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.replace('\0', "\u{fffd}"), strip_nuls(v)))
+                .collect::<Map<_, _>>(),
+        ),
         other => other,
     }
 }
@@ -118,10 +138,17 @@ mod tests {
 
     #[test]
     fn summary_prefers_message_then_kind() {
-        assert_eq!(TaskError::infra("context deadline exceeded").summary(), "context deadline exceeded");
-        let kind_only = TaskError { object: json!({"kind": "lease_expiry"}) };
+        assert_eq!(
+            TaskError::infra("context deadline exceeded").summary(),
+            "context deadline exceeded"
+        );
+        let kind_only = TaskError {
+            object: json!({"kind": "lease_expiry"}),
+        };
         assert_eq!(kind_only.summary(), "lease_expiry");
-        let neither = TaskError { object: json!({"x": 1}) };
+        let neither = TaskError {
+            object: json!({"x": 1}),
+        };
         assert_eq!(neither.summary(), r#"{"x":1}"#);
     }
 
@@ -144,7 +171,15 @@ mod tests {
     #[test]
     fn app_error_has_the_spec_keys() {
         let error = TaskError::app("ValueError", "boom", "tb", 2, "w-1");
-        for key in ["kind", "exception_class", "traceback", "message", "attempt", "at", "worker_id"] {
+        for key in [
+            "kind",
+            "exception_class",
+            "traceback",
+            "message",
+            "attempt",
+            "at",
+            "worker_id",
+        ] {
             assert!(error.object.get(key).is_some(), "{key}");
         }
         assert_eq!(error.kind(), "app_error");

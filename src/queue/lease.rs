@@ -25,7 +25,12 @@ pub struct Renewed {
 ///
 /// # Errors
 /// Database errors (transient: the caller keeps tasks running while leases last).
-pub async fn renew(db: impl PgExecutor<'_>, ids: &[TaskId], worker_id: &str, lease: Duration) -> Result<Vec<Renewed>, sqlx::Error> {
+pub async fn renew(
+    db: impl PgExecutor<'_>,
+    ids: &[TaskId],
+    worker_id: &str,
+    lease: Duration,
+) -> Result<Vec<Renewed>, sqlx::Error> {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
     sqlx::query_as(
         r#"update task_runs set leased_until = now() + make_interval(secs => $3::float8), updated_at = now()
@@ -43,10 +48,15 @@ pub async fn renew(db: impl PgExecutor<'_>, ids: &[TaskId], worker_id: &str, lea
 ///
 /// # Errors
 /// Database errors.
-pub async fn cancel_requested(db: impl PgExecutor<'_>, ids: &[TaskId]) -> Result<Vec<TaskId>, sqlx::Error> {
+pub async fn cancel_requested(
+    db: impl PgExecutor<'_>,
+    ids: &[TaskId],
+) -> Result<Vec<TaskId>, sqlx::Error> {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-    sqlx::query_scalar("select result_id from task_runs where result_id = any($1::bigint[]) and cancel_requested")
-        .bind(&ids)
-        .fetch_all(db)
-        .await
+    sqlx::query_scalar(
+        "select result_id from task_runs where result_id = any($1::bigint[]) and cancel_requested",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await
 }

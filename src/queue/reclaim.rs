@@ -30,7 +30,10 @@ struct Reclaimed {
 ///
 /// # Errors
 /// Database errors; nothing is changed then.
-pub async fn reclaim_expired(pool: &PgPool, max_attempts_default: i32) -> Result<ReclaimReport, sqlx::Error> {
+pub async fn reclaim_expired(
+    pool: &PgPool,
+    max_attempts_default: i32,
+) -> Result<ReclaimReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows: Vec<Reclaimed> = sqlx::query_as(
         r#"with expired as (
@@ -60,7 +63,8 @@ pub async fn reclaim_expired(pool: &PgPool, max_attempts_default: i32) -> Result
             report.requeued += 1;
         } else {
             report.failed += 1;
-            report.dependants_failed += workflow::on_terminal_failure(&mut tx, row.result_id, row.workflow_id).await?;
+            report.dependants_failed +=
+                workflow::on_terminal_failure(&mut tx, row.result_id, row.workflow_id).await?;
         }
     }
     tx.commit().await?;

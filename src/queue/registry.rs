@@ -31,7 +31,11 @@ pub struct LiveTwin {
 ///
 /// # Errors
 /// Database errors.
-pub async fn live_twin(db: impl PgExecutor<'_>, worker_id: &str, seconds: f64) -> Result<Option<LiveTwin>, sqlx::Error> {
+pub async fn live_twin(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    seconds: f64,
+) -> Result<Option<LiveTwin>, sqlx::Error> {
     sqlx::query_as(
         "select hostname, last_seen_at from reproq_workers where worker_id = $1::text and last_seen_at > now() - make_interval(secs => $2::float8)",
     )
@@ -46,7 +50,11 @@ pub async fn live_twin(db: impl PgExecutor<'_>, worker_id: &str, seconds: f64) -
 ///
 /// # Errors
 /// Database errors.
-pub async fn upsert(db: impl PgExecutor<'_>, info: &WorkerInfo, starting: bool) -> Result<(), sqlx::Error> {
+pub async fn upsert(
+    db: impl PgExecutor<'_>,
+    info: &WorkerInfo,
+    starting: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"insert into reproq_workers (worker_id, hostname, concurrency, queues, started_at, last_seen_at, version)
            values ($1::text, $2::text, $3::int4, $4::jsonb, now(), now(), $5::text)

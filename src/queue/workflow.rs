@@ -16,7 +16,11 @@ pub const WORKFLOW_FAILED_MESSAGE: &str = "Workflow failed due to task failure";
 ///
 /// # Errors
 /// Database errors (the caller rolls back the whole completion).
-pub async fn on_success(tx: &mut PgConnection, id: TaskId, workflow_id: Option<Uuid>) -> Result<(), sqlx::Error> {
+pub async fn on_success(
+    tx: &mut PgConnection,
+    id: TaskId,
+    workflow_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"update task_runs set
              wait_count = wait_count - 1,
@@ -27,7 +31,9 @@ pub async fn on_success(tx: &mut PgConnection, id: TaskId, workflow_id: Option<U
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    let Some(workflow_id) = workflow_id else { return Ok(()) };
+    let Some(workflow_id) = workflow_id else {
+        return Ok(());
+    };
     sqlx::query(
         "update workflow_runs set status = 'SUCCESSFUL', updated_at = now() where workflow_id = $1::uuid and callback_result_id = $2::bigint",
     )
@@ -64,7 +70,11 @@ pub async fn on_success(tx: &mut PgConnection, id: TaskId, workflow_id: Option<U
 ///
 /// # Errors
 /// Database errors (the caller rolls back the whole completion).
-pub async fn on_terminal_failure(tx: &mut PgConnection, id: TaskId, workflow_id: Option<Uuid>) -> Result<u64, sqlx::Error> {
+pub async fn on_terminal_failure(
+    tx: &mut PgConnection,
+    id: TaskId,
+    workflow_id: Option<Uuid>,
+) -> Result<u64, sqlx::Error> {
     let mut doomed: Vec<i64> = Vec::new();
     if let Some(workflow_id) = workflow_id {
         sqlx::query(

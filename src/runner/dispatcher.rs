@@ -55,7 +55,12 @@ pub struct Dispatcher<E> {
 impl<E: Executor> Dispatcher<E> {
     /// Claims and starts tasks until `stop` fires (or a run mode says it is done), then
     /// returns with the still-running pipelines in `tasks` for the caller to drain.
-    pub async fn run(&self, stop: &CancellationToken, tasks: &mut JoinSet<TaskReport>, stats: &mut DispatchStats) -> StopReason {
+    pub async fn run(
+        &self,
+        stop: &CancellationToken,
+        tasks: &mut JoinSet<TaskReport>,
+        stats: &mut DispatchStats,
+    ) -> StopReason {
         let config = &self.pipeline.config;
         let slots = Arc::new(Semaphore::new(config.concurrency.get()));
         let mut next_queue = 0_usize;
@@ -66,7 +71,9 @@ impl<E: Executor> Dispatcher<E> {
             if stop.is_cancelled() {
                 return StopReason::Requested;
             }
-            let remaining = config.max_tasks.map(|max| max.saturating_sub(stats.claimed));
+            let remaining = config
+                .max_tasks
+                .map(|max| max.saturating_sub(stats.claimed));
             if remaining == Some(0) {
                 if tasks.is_empty() {
                     return StopReason::MaxTasks;
@@ -91,7 +98,12 @@ impl<E: Executor> Dispatcher<E> {
                     stats.claimed += claimed.len() as u64;
                     let mut permits = vec![first];
                     while permits.len() < claimed.len() {
-                        permits.push(slots.clone().try_acquire_owned().expect("free slots were counted before the claim"));
+                        permits.push(
+                            slots
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("free slots were counted before the claim"),
+                        );
                     }
                     for (task, permit) in claimed.into_iter().zip(permits) {
                         let pipeline = self.pipeline.clone();
@@ -122,13 +134,22 @@ impl<E: Executor> Dispatcher<E> {
     }
 
     /// Round-robin over the queues; the first that yields tasks wins (spec §5.1).
-    async fn poll(&self, next_queue: &mut usize, batch: usize) -> Result<Vec<ClaimedTask>, sqlx::Error> {
+    async fn poll(
+        &self,
+        next_queue: &mut usize,
+        batch: usize,
+    ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
         let config = &self.pipeline.config;
         let queues = &config.queues;
         let start = *next_queue % queues.len();
         for offset in 0..queues.len() {
             let index = (start + offset) % queues.len();
-            let request = ClaimRequest { queue: &queues[index], worker_id: &config.worker_id, lease: config.lease, limit: batch };
+            let request = ClaimRequest {
+                queue: &queues[index],
+                worker_id: &config.worker_id,
+                lease: config.lease,
+                limit: batch,
+            };
             let claimed = self.claimer.claim(&self.pipeline.pool, &request).await?;
             if !claimed.is_empty() {
                 *next_queue = index + 1;
@@ -141,10 +162,19 @@ impl<E: Executor> Dispatcher<E> {
 
     /// Sleeps a random time in [poll_min_backoff, poll_max_backoff), cut short by a
     /// wake-up, a finished task in burst mode, or `stop`.
-    async fn idle(&self, stop: &CancellationToken, tasks: &mut JoinSet<TaskReport>, stats: &mut DispatchStats) {
+    async fn idle(
+        &self,
+        stop: &CancellationToken,
+        tasks: &mut JoinSet<TaskReport>,
+        stats: &mut DispatchStats,
+    ) {
         let config = &self.pipeline.config;
         let (min, max) = (config.poll_min_backoff, config.poll_max_backoff);
-        let pause = if max > min { rand::thread_rng().gen_range(min..max) } else { min };
+        let pause = if max > min {
+            rand::thread_rng().gen_range(min..max)
+        } else {
+            min
+        };
         let pause = pause.max(Duration::from_millis(1));
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

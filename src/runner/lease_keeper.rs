@@ -68,9 +68,16 @@ impl LeaseKeeper {
                         self.kill(row.id, KillReason::Cancelled);
                     }
                 }
-                for id in ids.iter().filter(|id| !renewed.iter().any(|r| r.id == **id)) {
+                for id in ids
+                    .iter()
+                    .filter(|id| !renewed.iter().any(|r| r.id == **id))
+                {
                     if self.running.get(*id).is_some() {
-                        tracing::error!(result_id = id.0, error = "lease lost or task not running", "Heartbeat failed");
+                        tracing::error!(
+                            result_id = id.0,
+                            error = "lease lost or task not running",
+                            "Heartbeat failed"
+                        );
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }
@@ -79,8 +86,16 @@ impl LeaseKeeper {
                 tracing::warn!(error = %error, "Heartbeat failed; retrying while leases last");
                 let now = Utc::now();
                 for id in ids {
-                    if self.running.get(*id).is_some_and(|t| t.leased_until() <= now) {
-                        tracing::error!(result_id = id.0, error = "lease expired before it could be renewed", "Heartbeat failed");
+                    if self
+                        .running
+                        .get(*id)
+                        .is_some_and(|t| t.leased_until() <= now)
+                    {
+                        tracing::error!(
+                            result_id = id.0,
+                            error = "lease expired before it could be renewed",
+                            "Heartbeat failed"
+                        );
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }

@@ -27,7 +27,12 @@ pub async fn reclaim_once(pool: &PgPool, max_attempts_default: i32) {
 }
 
 /// Reclaims every `interval` until `done` fires (the start-up pass is the caller's).
-pub async fn run_reclaimer(pool: PgPool, interval: Duration, max_attempts_default: i32, done: CancellationToken) {
+pub async fn run_reclaimer(
+    pool: PgPool,
+    interval: Duration,
+    max_attempts_default: i32,
+    done: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => reclaim_once(&pool, max_attempts_default).await,
@@ -37,7 +42,11 @@ pub async fn run_reclaimer(pool: PgPool, interval: Duration, max_attempts_defaul
 }
 
 /// Refreshes the worker row every [`REGISTRY_HEARTBEAT`] (an upsert, so a pruned row returns).
-pub async fn run_registry_heartbeat(pool: PgPool, info: registry::WorkerInfo, done: CancellationToken) {
+pub async fn run_registry_heartbeat(
+    pool: PgPool,
+    info: registry::WorkerInfo,
+    done: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(REGISTRY_HEARTBEAT) => {

@@ -52,7 +52,13 @@ impl<E: Executor> Worker<E> {
     pub async fn new(config: WorkerConfig, pool: PgPool, executor: E) -> Result<Self, sqlx::Error> {
         let order = claim_order::detect(&pool, config.priority_aging_factor).await?;
         tracing::info!(claim_order = %order.describe(), "Claim order selected");
-        Ok(Worker { config: Arc::new(config), pool, executor: Arc::new(executor), claimer: Claimer::new(order), wake: Arc::new(Notify::new()) })
+        Ok(Worker {
+            config: Arc::new(config),
+            pool,
+            executor: Arc::new(executor),
+            claimer: Claimer::new(order),
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     /// A handle that wakes an idle claim loop at once (for LISTEN/NOTIFY and tests).
@@ -70,7 +76,12 @@ impl<E: Executor> Worker<E> {
         self.register(&services, &mut background).await;
         if let Some(interval) = config.reclaim_interval {
             maintenance::reclaim_once(&self.pool, config.max_attempts_default).await;
-            background.spawn(maintenance::run_reclaimer(self.pool.clone(), interval, config.max_attempts_default, services.clone()));
+            background.spawn(maintenance::run_reclaimer(
+                self.pool.clone(),
+                interval,
+                config.max_attempts_default,
+                services.clone(),
+            ));
         }
         let running = Arc::new(Running::default());
         let keeper = LeaseKeeper {
@@ -89,7 +100,11 @@ impl<E: Executor> Worker<E> {
             running: running.clone(),
             abort: shutdown.abort.clone(),
         });
-        let dispatcher = Dispatcher { pipeline, claimer: self.claimer.clone(), wake: self.wake.clone() };
+        let dispatcher = Dispatcher {
+            pipeline,
+            claimer: self.claimer.clone(),
+            wake: self.wake.clone(),
+        };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
@@ -107,7 +122,10 @@ impl<E: Executor> Worker<E> {
         let config = &self.config;
         let info = registry::WorkerInfo {
             worker_id: config.worker_id.clone(),
-            hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
             concurrency: i32::try_from(config.concurrency.get()).unwrap_or(i32::MAX),
             queues: config.queues.clone(),
             version: crate::VERSION.to_owned(),
@@ -122,13 +140,22 @@ impl<E: Executor> Worker<E> {
         if let Err(error) = registry::upsert(&self.pool, &info, true).await {
             tracing::warn!(error = %error, "Failed to register worker");
         }
-        background.spawn(maintenance::run_registry_heartbeat(self.pool.clone(), info, services.clone()));
+        background.spawn(maintenance::run_registry_heartbeat(
+            self.pool.clone(),
+            info,
+            services.clone(),
+        ));
     }
 }
 
 /// Lets running tasks finish for up to `timeout`, then aborts them (their pipelines
 /// requeue them with the attempt refunded) and waits for those writes.
-async fn drain(tasks: &mut JoinSet<pipeline::TaskReport>, stats: &mut DispatchStats, shutdown: &Shutdown, timeout: Duration) {
+async fn drain(
+    tasks: &mut JoinSet<pipeline::TaskReport>,
+    stats: &mut DispatchStats,
+    shutdown: &Shutdown,
+    timeout: Duration,
+) {
     let finish_all = async {
         while let Some(done) = tasks.join_next().await {
             dispatcher::count(stats, done);
@@ -143,7 +170,10 @@ async fn drain(tasks: &mut JoinSet<pipeline::TaskReport>, stats: &mut DispatchSt
         return;
     }
     if !tasks.is_empty() {
-        tracing::warn!(running = tasks.len(), "Shutdown timeout reached; killing running tasks and requeueing them");
+        tracing::warn!(
+            running = tasks.len(),
+            "Shutdown timeout reached; killing running tasks and requeueing them"
+        );
     }
     shutdown.abort.cancel();
     let bound = TERM_GRACE + COMPLETION_DEADLINE + Duration::from_secs(5);

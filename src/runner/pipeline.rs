@@ -12,7 +12,9 @@ use tracing::Instrument;
 
 use super::running::{KillReason, Running};
 use crate::config::WorkerConfig;
-use crate::executor::{Ending, ExecError, ExecOutput, ExecRequest, Executor, allowlist, envelope, logs};
+use crate::executor::{
+    Ending, ExecError, ExecOutput, ExecRequest, Executor, allowlist, envelope, logs,
+};
 use crate::queue::backoff::{INFRA_RETRY_DELAY, app_error_delay};
 use crate::queue::complete::{self, CompleteError};
 use crate::queue::{ClaimedTask, Lease, Outcome, TaskError};
@@ -53,12 +55,23 @@ impl<E: Executor> Pipeline<E> {
     }
 
     async fn run_in_span(&self, task: ClaimedTask) -> TaskReport {
-        let lease = Lease { id: task.id, worker_id: self.config.worker_id.clone() };
+        let lease = Lease {
+            id: task.id,
+            worker_id: self.config.worker_id.clone(),
+        };
         let task_path = match resolve_task_path(&task) {
             Ok(path) => path,
             Err(message) => {
                 tracing::error!(error = %message, "Invalid task spec");
-                return self.record(&lease, &Outcome::Fail { error: TaskError::invalid_spec(&message) }, None).await;
+                return self
+                    .record(
+                        &lease,
+                        &Outcome::Fail {
+                            error: TaskError::invalid_spec(&message),
+                        },
+                        None,
+                    )
+                    .await;
             }
         };
         if task.cancel_requested {
@@ -69,7 +82,15 @@ impl<E: Executor> Pipeline<E> {
         if task.expired {
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
             tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
-            return self.record(&lease, &Outcome::Fail { error: TaskError::expired(&expires_at) }, None).await;
+            return self
+                .record(
+                    &lease,
+                    &Outcome::Fail {
+                        error: TaskError::expired(&expires_at),
+                    },
+                    None,
+                )
+                .await;
         }
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
             let error = TaskError::security_violation(&task_path);
@@ -100,7 +121,8 @@ impl<E: Executor> Pipeline<E> {
             Some(KillReason::Cancelled) => {
                 tracing::warn!(task_path = %task_path, "Task cancelled by request");
                 let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-                self.record(&lease, &Outcome::Fail { error }, logs_uri).await
+                self.record(&lease, &Outcome::Fail { error }, logs_uri)
+                    .await
             }
             Some(KillReason::LeaseLost) => {
                 tracing::error!(task_path = %task_path, "Lease lost; the task was killed and nothing is recorded");
@@ -114,15 +136,26 @@ impl<E: Executor> Pipeline<E> {
     /// `min(timeout_seconds, exec_timeout)` when the task sets one (fixes §13.6).
     fn timeout_for(&self, task: &ClaimedTask) -> Duration {
         match u64::try_from(task.timeout_seconds) {
-            Ok(seconds) if seconds > 0 => Duration::from_secs(seconds).min(self.config.exec_timeout),
+            Ok(seconds) if seconds > 0 => {
+                Duration::from_secs(seconds).min(self.config.exec_timeout)
+            }
             _ => self.config.exec_timeout,
         }
     }
 
-    async fn record_output(&self, lease: &Lease, task: &ClaimedTask, output: &ExecOutput, logs_uri: Option<&str>) -> TaskReport {
+    async fn record_output(
+        &self,
+        lease: &Lease,
+        task: &ClaimedTask,
+        output: &ExecOutput,
+        logs_uri: Option<&str>,
+    ) -> TaskReport {
         let outcome = match output.ending {
             Ending::TimedOut => {
-                let message = format!("task timed out after {}s (context deadline exceeded)", output.elapsed.as_secs());
+                let message = format!(
+                    "task timed out after {}s (context deadline exceeded)",
+                    output.elapsed.as_secs()
+                );
                 tracing::error!(error = %message, "Execution pipeline error");
                 self.retry_or_fail(task, TaskError::infra(&message), INFRA_RETRY_DELAY)
             }
@@ -134,7 +167,9 @@ impl<E: Executor> Pipeline<E> {
                 let envelope = envelope::parse(&output.stdout);
                 if envelope.ok {
                     tracing::info!("Task successful");
-                    Outcome::Success { return_json: envelope.return_json }
+                    Outcome::Success {
+                        return_json: envelope.return_json,
+                    }
                 } else {
                     tracing::warn!(
                         exception_class = %envelope.exception_class,
@@ -157,7 +192,12 @@ impl<E: Executor> Pipeline<E> {
         self.record(lease, &outcome, logs_uri).await
     }
 
-    async fn record_exec_error(&self, lease: &Lease, task: &ClaimedTask, error: &ExecError) -> TaskReport {
+    async fn record_exec_error(
+        &self,
+        lease: &Lease,
+        task: &ClaimedTask,
+        error: &ExecError,
+    ) -> TaskReport {
         tracing::error!(error = %error, "Execution pipeline error");
         let task_error = TaskError::infra(&error.to_string());
         let outcome = if error.is_retryable() {
@@ -182,12 +222,21 @@ impl<E: Executor> Pipeline<E> {
         let trimmed;
         let stdout = match output.ending {
             Ending::Exited(_) => {
-                trimmed = String::from_utf8_lossy(&output.stdout.bytes).trim().to_owned();
+                trimmed = String::from_utf8_lossy(&output.stdout.bytes)
+                    .trim()
+                    .to_owned();
                 trimmed.clone()
             }
             _ => output.stdout.rendered(),
         };
-        logs::persist(dir, task.id.0, task.attempts, &stdout, &output.stderr.rendered()).map(|p| p.display().to_string())
+        logs::persist(
+            dir,
+            task.id.0,
+            task.attempts,
+            &stdout,
+            &output.stderr.rendered(),
+        )
+        .map(|p| p.display().to_string())
     }
 
     async fn record(&self, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> TaskReport {
@@ -195,13 +244,20 @@ impl<E: Executor> Pipeline<E> {
         let failure_message = match outcome {
             Outcome::Success { .. } => "Failed to mark success",
             Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",
-            Outcome::Fail { error } | Outcome::Retry { error, .. } if error.kind() == "infra_error" => "Failed to mark infra error",
+            Outcome::Fail { error } | Outcome::Retry { error, .. }
+                if error.kind() == "infra_error" =>
+            {
+                "Failed to mark infra error"
+            }
             _ => "Failed to mark failure",
         };
         match tokio::time::timeout(COMPLETION_DEADLINE, write).await {
             Ok(Ok(dependants_failed)) => {
                 if dependants_failed > 0 {
-                    tracing::warn!(count = dependants_failed, "Failed workflow dependants of a failed task");
+                    tracing::warn!(
+                        count = dependants_failed,
+                        "Failed workflow dependants of a failed task"
+                    );
                 }
                 TaskReport::Recorded
             }
@@ -221,9 +277,16 @@ impl<E: Executor> Pipeline<E> {
     }
 
     async fn requeue(&self, lease: &Lease) -> TaskReport {
-        match tokio::time::timeout(COMPLETION_DEADLINE, complete::requeue_interrupted(&self.pool, lease)).await {
+        match tokio::time::timeout(
+            COMPLETION_DEADLINE,
+            complete::requeue_interrupted(&self.pool, lease),
+        )
+        .await
+        {
             Ok(Ok(())) => {
-                tracing::info!("Task interrupted by shutdown; requeued without consuming an attempt");
+                tracing::info!(
+                    "Task interrupted by shutdown; requeued without consuming an attempt"
+                );
                 TaskReport::Requeued
             }
             Ok(Err(error)) => {
@@ -231,7 +294,10 @@ impl<E: Executor> Pipeline<E> {
                 TaskReport::Abandoned
             }
             Err(_) => {
-                tracing::error!(error = "write timed out", "Failed to requeue interrupted task");
+                tracing::error!(
+                    error = "write timed out",
+                    "Failed to requeue interrupted task"
+                );
                 TaskReport::Abandoned
             }
         }
@@ -246,7 +312,8 @@ pub fn resolve_task_path(task: &ClaimedTask) -> Result<String, String> {
     if task.spec_json.trim().is_empty() {
         return Err("spec_json is empty".into());
     }
-    let spec: serde_json::Value = serde_json::from_str(&task.spec_json).map_err(|e| e.to_string())?;
+    let spec: serde_json::Value =
+        serde_json::from_str(&task.spec_json).map_err(|e| e.to_string())?;
     match spec.get("task_path").and_then(serde_json::Value::as_str) {
         Some(path) if !path.is_empty() => Ok(path.to_owned()),
         _ => Err("spec_json missing task_path".into()),

@@ -37,7 +37,10 @@ impl RunningTask {
 
     /// Kills the task for `reason` (the first reason sticks).
     pub fn kill(&self, reason: KillReason) {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
         self.kill.cancel();
     }
 
@@ -59,7 +62,12 @@ pub struct Running {
 
 impl Running {
     /// Registers a task whose kill token is a child of `abort`.
-    pub fn insert(&self, id: TaskId, leased_until: DateTime<Utc>, abort: &CancellationToken) -> Arc<RunningTask> {
+    pub fn insert(
+        &self,
+        id: TaskId,
+        leased_until: DateTime<Utc>,
+        abort: &CancellationToken,
+    ) -> Arc<RunningTask> {
         let task = Arc::new(RunningTask {
             kill: abort.child_token(),
             reason: Mutex::new(None),

@@ -2,7 +2,10 @@
 //! Integration tests: real Postgres (DATABASE_URL; `make test` provides one) and the
 //! real `reproq` binary.
 
+mod claim;
 mod cli;
 mod limit;
 mod schema;
 mod support;
+mod worker;
+mod workflow;

@@ -138,3 +138,228 @@ pub fn stdout(output: &std::process::Output) -> String {
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A task row to insert; every NOT NULL column is written (the Django variant has no defaults).
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task_path: String,
+    pub args: serde_json::Value,
+    pub kwargs: serde_json::Value,
+    pub queue: String,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+    pub status: String,
+    pub lock_key: Option<String>,
+    pub concurrency_key: Option<String>,
+    pub concurrency_limit: i32,
+    pub parent_id: Option<i64>,
+    pub workflow_id: Option<uuid::Uuid>,
+    pub wait_count: i32,
+    pub cancel_requested: bool,
+    pub expires_in_seconds: Option<f64>,
+    pub enqueued_seconds_ago: f64,
+}
+
+impl Default for NewTask {
+    fn default() -> Self {
+        NewTask {
+            task_path: "tasks.ok".into(),
+            args: serde_json::json!([]),
+            kwargs: serde_json::json!({}),
+            queue: "default".into(),
+            priority: 0,
+            max_attempts: 3,
+            timeout_seconds: 900,
+            status: "READY".into(),
+            lock_key: None,
+            concurrency_key: None,
+            concurrency_limit: 0,
+            parent_id: None,
+            workflow_id: None,
+            wait_count: 0,
+            cancel_requested: false,
+            expires_in_seconds: None,
+            enqueued_seconds_ago: 0.0,
+        }
+    }
+}
+
+/// Shorthand for a READY task of `path` with keyword arguments.
+pub fn task(path: &str, kwargs: serde_json::Value) -> NewTask {
+    NewTask {
+        task_path: path.into(),
+        kwargs,
+        ..NewTask::default()
+    }
+}
+
+/// Inserts `task` and returns its id.
+pub async fn insert(pool: &PgPool, task: NewTask) -> i64 {
+    let spec = serde_json::json!({
+        "v": 1, "task_path": task.task_path, "args": task.args, "kwargs": task.kwargs,
+        "queue_name": task.queue, "priority": task.priority,
+    });
+    sqlx::query_scalar(
+        r#"insert into task_runs (backend_alias, queue_name, priority, spec_json, spec_hash, task_path, status,
+               enqueued_at, attempts, max_attempts, timeout_seconds, lock_key, concurrency_key, concurrency_limit,
+               parent_id, workflow_id, wait_count, worker_ids, errors_json, metadata_json, created_at, updated_at,
+               cancel_requested, expires_at)
+           values ('default', $1, $2, $3, md5(random()::text || clock_timestamp()::text), $4, $5,
+               now() - make_interval(secs => $16), 0, $6, $7, $8, $9, $10, $11, $12, $13, '[]', '[]', '{}', now(), now(),
+               $14, now() + make_interval(secs => $15))
+           returning result_id"#,
+    )
+    .bind(&task.queue)
+    .bind(task.priority)
+    .bind(&spec)
+    .bind(&task.task_path)
+    .bind(&task.status)
+    .bind(task.max_attempts)
+    .bind(task.timeout_seconds)
+    .bind(&task.lock_key)
+    .bind(&task.concurrency_key)
+    .bind(task.concurrency_limit)
+    .bind(task.parent_id)
+    .bind(task.workflow_id)
+    .bind(task.wait_count)
+    .bind(task.cancel_requested)
+    .bind(task.expires_in_seconds)
+    .bind(task.enqueued_seconds_ago)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The columns tests look at.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Row {
+    pub status: String,
+    pub attempts: i32,
+    pub return_json: Option<String>,
+    pub errors_json: serde_json::Value,
+    pub last_error: Option<String>,
+    pub leased_by: Option<String>,
+    pub worker_ids: serde_json::Value,
+    pub logs_uri: Option<String>,
+    pub run_after_in: Option<f64>,
+    pub finished: bool,
+    pub failed: bool,
+    pub wait_count: i32,
+}
+
+impl Row {
+    /// The `kind` of the last error entry.
+    pub fn last_kind(&self) -> String {
+        self.errors_json
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|e| e["kind"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    }
+    /// The `message` of the last error entry.
+    pub fn last_message(&self) -> String {
+        self.errors_json
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+pub async fn row(pool: &PgPool, id: i64) -> Row {
+    sqlx::query_as(
+        r#"select status, attempts, return_json::text as return_json, errors_json, last_error, leased_by, worker_ids,
+                  logs_uri, extract(epoch from run_after - now())::float8 as run_after_in,
+                  finished_at is not null as finished, failed_at is not null as failed, wait_count
+           from task_runs where result_id = $1"#,
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Makes every READY row runnable now (skips retry backoff).
+pub async fn make_due(pool: &PgPool) {
+    sqlx::query("update task_runs set run_after = null where status = 'READY'")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Polls until `id` has `status`, failing after `seconds`.
+pub async fn wait_for_status(pool: &PgPool, id: i64, status: &str, seconds: u64) -> Row {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let current = row(pool, id).await;
+        if current.status == status {
+            return current;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {id} never reached {status}: {current:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Worker arguments for tests: the fake executor, fast polling, everything allowed.
+pub fn worker_args<'a>(db: &'a TestDb, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--dsn",
+        db.url.as_str(),
+        "--executor-module",
+        "tests.python.fake_executor",
+        "--allowed-task-modules",
+        "tasks.",
+        "--poll-min-backoff",
+        "10ms",
+        "--poll-max-backoff",
+        "50ms",
+        "--worker-id",
+        "test-worker",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Builds an in-process worker.
+pub async fn worker(
+    db: &TestDb,
+    extra: &[&str],
+) -> reproq::runner::Worker<reproq::executor::SpawnExecutor> {
+    let config = reproq::cli::parse_worker_config(&worker_args(db, extra)).unwrap();
+    let executor = reproq::executor::SpawnExecutor::new(&config);
+    reproq::runner::Worker::new(config, db.pool.clone(), executor)
+        .await
+        .unwrap()
+}
+
+/// Runs a worker in burst mode until nothing is left to do.
+pub async fn run_burst(db: &TestDb, extra: &[&str]) -> reproq::runner::RunSummary {
+    let mut args = vec!["--burst"];
+    args.extend_from_slice(extra);
+    let worker = worker(db, &args).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        worker.run(reproq::shutdown::Shutdown::new()),
+    )
+    .await
+    .expect("burst run finished in time")
+}
+
+/// Starts a worker in the background; stop it with the returned `Shutdown`.
+pub async fn start_worker(
+    db: &TestDb,
+    extra: &[&str],
+) -> (
+    tokio::task::JoinHandle<reproq::runner::RunSummary>,
+    reproq::shutdown::Shutdown,
+) {
+    let worker = worker(db, extra).await;
+    let shutdown = reproq::shutdown::Shutdown::new();
+    (tokio::spawn(worker.run(shutdown.clone())), shutdown)
+}
