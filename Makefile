@@ -22,7 +22,7 @@ doc:
 	$(CARGO) doc --no-deps
 
 demo:
-	$(CARGO) build --release
-	scripts/with-postgres.sh scripts/demo.sh
+	$(CARGO) build --release --bin reproq --example demo
+	scripts/with-postgres.sh target/release/examples/demo
 
 ci: lint test bench-build doc
