@@ -460,6 +460,19 @@ mod tests {
     }
 
     #[test]
+    fn example_files_load_without_warnings() {
+        for name in ["reproq.example.yaml", "reproq.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+            let file = ConfigFile::load(&path).unwrap();
+            assert!(file.warnings.is_empty(), "{name}: {:?}", file.warnings);
+            let worker = file.section("worker").unwrap();
+            assert_eq!(worker.int("concurrency").unwrap(), Some(10), "{name}");
+            assert_eq!(worker.list("allowed_task_modules").unwrap(), None, "{name}");
+            assert_eq!(file.section("metrics").unwrap().duration("auth_window").unwrap(), Some(Duration::from_secs(60)));
+        }
+    }
+
+    #[test]
     fn discovery_order() {
         let dir = tempfile::tempdir().unwrap();
         assert!(discover(None, None, dir.path()).unwrap().is_none());
