@@ -8,8 +8,11 @@ use clap::{ArgMatches, Args};
 use anyhow::Context;
 use tracing::Instrument;
 
-use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
-use crate::executor::SpawnExecutor;
+use crate::config::{
+    self, ConfigError, ExecutorMode, PayloadMode, WorkerConfig, WorkerFlags, values,
+};
+use crate::executor::pool::PoolExecutor;
+use crate::executor::{AnyExecutor, SpawnExecutor};
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
@@ -92,7 +95,12 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let signals = shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
-    let executor = SpawnExecutor::new(&config);
+    let executor = match config.executor_mode {
+        ExecutorMode::Spawn => AnyExecutor::Spawn(SpawnExecutor::new(&config)),
+        ExecutorMode::Pool => AnyExecutor::Pool(
+            PoolExecutor::new(&config).context("preparing the warm executor pool")?,
+        ),
+    };
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?;

@@ -45,6 +45,9 @@ const WORKER_KEYS: &[&str] = &[
     "shutdown_timeout",
     "priority_aging_factor",
     "env_scrub",
+    "executor_mode",
+    "pool_max_tasks",
+    "pool_max_rss",
 ];
 const BEAT_KEYS: &[&str] = &["dsn", "interval"];
 const METRICS_KEYS: &[&str] = &[
@@ -260,7 +263,8 @@ impl Section<'_> {
         self.map?.get(key).filter(|v| !v.is_null())
     }
 
-    fn error(&self, key: &str, message: &str) -> FileError {
+    /// An error about `key` of this table.
+    pub fn error(&self, key: &str, message: &str) -> FileError {
         let full = if self.name.is_empty() {
             key.to_owned()
         } else {
@@ -468,7 +472,13 @@ mod tests {
             let worker = file.section("worker").unwrap();
             assert_eq!(worker.int("concurrency").unwrap(), Some(10), "{name}");
             assert_eq!(worker.list("allowed_task_modules").unwrap(), None, "{name}");
-            assert_eq!(file.section("metrics").unwrap().duration("auth_window").unwrap(), Some(Duration::from_secs(60)));
+            assert_eq!(
+                file.section("metrics")
+                    .unwrap()
+                    .duration("auth_window")
+                    .unwrap(),
+                Some(Duration::from_secs(60))
+            );
         }
     }
 

@@ -15,7 +15,7 @@ pub use dsn::Dsn;
 pub use file::{ConfigFile, Discovery};
 pub use layers::{Layers, Source};
 pub use metrics::MetricsConfig;
-pub use worker::{PayloadMode, WorkerConfig, WorkerFlags};
+pub use worker::{ExecutorMode, PayloadMode, WorkerConfig, WorkerFlags};
 
 /// Every problem found while resolving a configuration, reported together.
 #[derive(Debug, thiserror::Error)]

@@ -109,9 +109,51 @@ pub fn go_positive_duration(input: &str) -> Result<std::time::Duration, String> 
     super::duration::parse_positive(input).map_err(|e| e.to_string())
 }
 
+/// A size in bytes: `1048576`, `512MiB`, `1GiB`, `600MB`, `64KiB`.
+///
+/// # Errors
+/// Not a number with an optional unit.
+pub fn byte_size(input: &str) -> Result<u64, String> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {input:?} (use bytes, or a unit such as 512MiB)"
+            ));
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {input:?}"))?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size {input:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size("1048576"), Ok(1_048_576));
+        assert_eq!(byte_size("512MiB"), Ok(512 << 20));
+        assert_eq!(byte_size("1GiB"), Ok(1 << 30));
+        assert_eq!(byte_size("600MB"), Ok(600_000_000));
+        assert!(byte_size("lots").is_err());
+        assert!(byte_size("12 parsecs").is_err());
+    }
 
     #[test]
     fn go_integers() {

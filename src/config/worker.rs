@@ -80,6 +80,15 @@ pub struct WorkerFlags {
     /// Longest idle sleep between polls (Go duration) [default: 5s]
     #[arg(long, value_parser = values::go_duration)]
     pub poll_max_backoff: Option<Duration>,
+    /// spawn: a fresh interpreter per task; pool: warm runners reused across tasks [default: spawn]
+    #[arg(long, env = "REPROQ_EXECUTOR_MODE")]
+    pub executor_mode: Option<String>,
+    /// Pool mode: replace a runner after this many tasks; 0 = never [default: 1000]
+    #[arg(long, value_parser = values::go_non_negative)]
+    pub pool_max_tasks: Option<i64>,
+    /// Pool mode: replace a runner whose RSS passes this size (bytes, or 512MiB, 1GiB) [default: 512MiB]
+    #[arg(long, value_parser = values::byte_size)]
+    pub pool_max_rss: Option<u64>,
     /// Exit 0 after this many tasks have completed (draining cleanly)
     #[arg(long, value_parser = values::go_positive)]
     pub max_tasks: Option<i64>,
@@ -125,6 +134,38 @@ impl std::str::FromStr for PayloadMode {
             "inline" => Ok(PayloadMode::Inline),
             other => Err(format!(
                 "invalid payload mode {other:?} (expected stdin, file or inline)"
+            )),
+        }
+    }
+}
+
+/// How tasks are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorMode {
+    /// A fresh `python -m <executor_module>` per attempt (the Go worker's contract).
+    Spawn,
+    /// Long-lived runners that run the executor module for many tasks each.
+    Pool,
+}
+
+impl fmt::Display for ExecutorMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExecutorMode::Spawn => "spawn",
+            ExecutorMode::Pool => "pool",
+        })
+    }
+}
+
+impl std::str::FromStr for ExecutorMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spawn" => Ok(ExecutorMode::Spawn),
+            "pool" => Ok(ExecutorMode::Pool),
+            other => Err(format!(
+                "invalid executor mode {other:?} (expected spawn or pool)"
             )),
         }
     }
@@ -179,6 +220,12 @@ pub struct WorkerConfig {
     pub priority_aging_factor: f64,
     /// Environment variables removed from executor children (opt-in).
     pub env_scrub: Vec<String>,
+    /// Spawn per task, or warm runners.
+    pub executor_mode: ExecutorMode,
+    /// Pool mode: tasks per runner before it is replaced; 0 = never.
+    pub pool_max_tasks: u64,
+    /// Pool mode: RSS in bytes past which a runner is replaced.
+    pub pool_max_rss: u64,
     /// Exit after this many completed tasks.
     pub max_tasks: Option<u64>,
     /// Exit once the queues are empty and nothing runs.
@@ -384,6 +431,37 @@ impl WorkerConfig {
         };
         let env_scrub = env_scrub.unwrap_or_default();
         layers.record("worker.env_scrub", env_scrub.join(","), env_scrub_source);
+        let executor_mode_text = layers.pick(
+            "worker.executor_mode",
+            Some("executor_mode"),
+            flags.executor_mode.clone().filter(|s| !s.is_empty()),
+            from_file(section, |s| s.string("executor_mode")),
+            "spawn".to_owned(),
+        );
+        let pool_max_tasks = pick_int(
+            &mut layers,
+            "worker.pool_max_tasks",
+            Some("pool_max_tasks"),
+            flags.pool_max_tasks,
+            section,
+            1000,
+        );
+        let pool_max_rss_file = from_file(section, |s| {
+            Ok(match s.string("pool_max_rss") {
+                Ok(Some(text)) => {
+                    Some(values::byte_size(&text).map_err(|e| s.error("pool_max_rss", &e))?)
+                }
+                Ok(None) => None,
+                Err(_) => s.int("pool_max_rss")?.and_then(|n| u64::try_from(n).ok()),
+            })
+        });
+        let pool_max_rss = layers.pick(
+            "worker.pool_max_rss",
+            Some("pool_max_rss"),
+            flags.pool_max_rss,
+            pool_max_rss_file,
+            512 << 20,
+        );
         let metrics = MetricsConfig::resolve(&flags.metrics, &mut layers, file);
 
         // Validation: refuse what the reference silently accepted (spec §13.23).
@@ -423,6 +501,14 @@ impl WorkerConfig {
         if !priority_aging_factor.is_finite() {
             layers.problem("worker.priority_aging_factor", "must be a finite number");
         }
+        let executor_mode = executor_mode_text
+            .parse::<ExecutorMode>()
+            .map_err(|e| layers.problem("worker.executor_mode", e))
+            .ok();
+        let pool_max_tasks = u64::try_from(pool_max_tasks).unwrap_or_else(|_| {
+            layers.problem("worker.pool_max_tasks", "must not be negative");
+            0
+        });
         let max_attempts_default = i32::try_from(max_attempts_default).unwrap_or(3);
         let max_tasks = flags.max_tasks.map(i64::unsigned_abs);
         let burst = flags.burst.unwrap_or(false);
@@ -442,6 +528,7 @@ impl WorkerConfig {
             max_stdout_bytes,
             max_stderr_bytes,
             metrics,
+            executor_mode,
         ) {
             (
                 Some(dsn),
@@ -452,6 +539,7 @@ impl WorkerConfig {
                 Some(max_stdout),
                 Some(max_stderr),
                 Some(metrics),
+                Some(executor_mode),
             ) if layers.problems.is_empty() => Ok(WorkerConfig {
                 dsn,
                 worker_id,
@@ -476,6 +564,9 @@ impl WorkerConfig {
                 shutdown_timeout,
                 priority_aging_factor,
                 env_scrub,
+                executor_mode,
+                pool_max_tasks,
+                pool_max_rss,
                 max_tasks,
                 burst,
                 metrics,

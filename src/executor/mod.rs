@@ -9,6 +9,7 @@ pub mod allowlist;
 pub mod capture;
 pub mod envelope;
 pub mod logs;
+pub mod pool;
 pub mod process;
 
 use std::future::Future;
@@ -73,6 +74,9 @@ pub enum ExecError {
     /// The payload file could not be written.
     #[error("failed to create temp file: {0}")]
     TempFile(std::io::Error),
+    /// No warm runner could be started (pool mode); the task was not run.
+    #[error("executor unavailable: {0}")]
+    Unavailable(String),
     /// The interpreter could not be started.
     #[error("exec: {program:?}: {source}")]
     Spawn {
@@ -100,4 +104,51 @@ pub trait Executor: Send + Sync + 'static {
         request: ExecRequest,
         kill: CancellationToken,
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
+    /// When the executor cannot take work yet (a runner failed to start), the instant it
+    /// will try again; the dispatcher claims nothing until then. `None`: ready now.
+    fn ready_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Releases long-lived resources (warm runners) once the worker has drained.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Either executor, chosen at start-up by `--executor-mode`.
+#[derive(Debug)]
+pub enum AnyExecutor {
+    /// A fresh interpreter per attempt.
+    Spawn(SpawnExecutor),
+    /// Warm runners.
+    Pool(pool::PoolExecutor),
+}
+
+impl Executor for AnyExecutor {
+    async fn execute(
+        &self,
+        request: ExecRequest,
+        kill: CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
+        match self {
+            AnyExecutor::Spawn(executor) => executor.execute(request, kill).await,
+            AnyExecutor::Pool(executor) => executor.execute(request, kill).await,
+        }
+    }
+
+    fn ready_at(&self) -> Option<std::time::Instant> {
+        match self {
+            AnyExecutor::Spawn(executor) => executor.ready_at(),
+            AnyExecutor::Pool(executor) => executor.ready_at(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            AnyExecutor::Spawn(executor) => executor.close().await,
+            AnyExecutor::Pool(executor) => executor.close().await,
+        }
+    }
 }

@@ -225,7 +225,7 @@ async fn collect_output(
 }
 
 /// Go's `ExitError` text: `exit status 1`, `signal: killed`.
-fn describe_exit(status: std::process::ExitStatus) -> String {
+pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),

@@ -11,6 +11,9 @@ use super::error_object::TaskError;
 use super::task::{Lease, TaskId};
 use super::workflow;
 
+// Success and retry are single autocommit statements; a terminal failure needs a
+// transaction because its workflow effects depend on what the update returned.
+
 /// How an attempt ended, as far as the database is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -56,68 +59,88 @@ pub async fn complete(
     outcome: &Outcome,
     logs_uri: Option<&str>,
 ) -> Result<u64, CompleteError> {
-    let mut tx = pool.begin().await?;
-    let workflow_id: Option<Option<Uuid>> = match outcome {
+    match outcome {
         Outcome::Success { return_json } => {
-            sqlx::query_scalar(
-                r#"update task_runs set status = 'SUCCESSFUL', finished_at = now(), return_json = $3::text::jsonb,
-                     last_error = null, failed_at = null, leased_until = null, leased_by = null,
-                     logs_uri = coalesce($4::text, logs_uri), updated_at = now()
-                   where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
-                   returning workflow_id"#,
-            )
-            .bind(lease.id)
-            .bind(&lease.worker_id)
-            .bind(return_json.as_deref())
-            .bind(logs_uri)
-            .fetch_optional(&mut *tx)
-            .await?
+            complete_success(pool, lease, return_json.as_deref(), logs_uri)
+                .await
+                .map(|_| 0)
         }
-        Outcome::Retry { error, .. } | Outcome::Fail { error } => {
-            let (retry, delay) = match outcome {
-                Outcome::Retry { delay, .. } => (true, delay.as_secs_f64()),
-                _ => (false, 0.0),
+        Outcome::Retry { error, delay } => {
+            let updated = fail_statement(lease, true, error, delay.as_secs_f64(), logs_uri)
+                .execute(pool)
+                .await?;
+            if updated.rows_affected() == 0 {
+                return Err(CompleteError::LeaseLost(lease.id));
+            }
+            Ok(0)
+        }
+        Outcome::Fail { error } => {
+            let mut tx = pool.begin().await?;
+            let workflow_id: Option<Option<Uuid>> =
+                fail_statement(lease, false, error, 0.0, logs_uri)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| sqlx::Row::get(&row, "workflow_id"));
+            let Some(workflow_id) = workflow_id else {
+                tx.rollback().await?;
+                return Err(CompleteError::LeaseLost(lease.id));
             };
-            sqlx::query_scalar(
-                r#"update task_runs set
-                     status = case when $3::bool then 'READY' else 'FAILED' end,
-                     finished_at = case when $3::bool then null else now() end,
-                     errors_json = coalesce(errors_json, '[]'::jsonb) || jsonb_build_array($4::text::jsonb),
-                     run_after = case when $3::bool then now() + make_interval(secs => $5::float8) else null end,
-                     last_error = case when $3::bool then null else $6::text end,
-                     failed_at = case when $3::bool then null else now() end,
-                     leased_until = null, leased_by = null,
-                     logs_uri = coalesce($7::text, logs_uri), updated_at = now()
-                   where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
-                   returning workflow_id"#,
-            )
-            .bind(lease.id)
-            .bind(&lease.worker_id)
-            .bind(retry)
-            .bind(error.object.to_string())
-            .bind(delay)
-            .bind(error.summary())
-            .bind(logs_uri)
-            .fetch_optional(&mut *tx)
-            .await?
+            let dependants_failed =
+                workflow::on_terminal_failure(&mut tx, lease.id, workflow_id).await?;
+            tx.commit().await?;
+            Ok(dependants_failed)
         }
-    };
-    let Some(workflow_id) = workflow_id else {
-        tx.rollback().await?;
+    }
+}
+
+/// Records a success and its workflow effects in one atomic statement (one round trip).
+async fn complete_success(
+    pool: &PgPool,
+    lease: &Lease,
+    return_json: Option<&str>,
+    logs_uri: Option<&str>,
+) -> Result<(), CompleteError> {
+    let (completed, _released): (i64, i64) = sqlx::query_as(include_str!("complete_success.sql"))
+        .bind(lease.id)
+        .bind(&lease.worker_id)
+        .bind(return_json)
+        .bind(logs_uri)
+        .fetch_one(pool)
+        .await?;
+    if completed == 0 {
         return Err(CompleteError::LeaseLost(lease.id));
-    };
-    let dependants_failed = match outcome {
-        Outcome::Success { .. } => {
-            workflow::on_success(&mut tx, lease.id, workflow_id).await?;
-            0
-        }
-        Outcome::Fail { .. } => {
-            workflow::on_terminal_failure(&mut tx, lease.id, workflow_id).await?
-        }
-        Outcome::Retry { .. } => 0,
-    };
-    tx.commit().await?;
-    Ok(dependants_failed)
+    }
+    Ok(())
+}
+
+/// The fenced failure update: READY again after `delay` seconds, or FAILED for good.
+fn fail_statement<'q>(
+    lease: &'q Lease,
+    retry: bool,
+    error: &TaskError,
+    delay: f64,
+    logs_uri: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(
+        r#"update task_runs set
+             status = case when $3::bool then 'READY' else 'FAILED' end,
+             finished_at = case when $3::bool then null else now() end,
+             errors_json = coalesce(errors_json, '[]'::jsonb) || jsonb_build_array($4::text::jsonb),
+             run_after = case when $3::bool then now() + make_interval(secs => $5::float8) else null end,
+             last_error = case when $3::bool then null else $6::text end,
+             failed_at = case when $3::bool then null else now() end,
+             leased_until = null, leased_by = null,
+             logs_uri = coalesce($7::text, logs_uri), updated_at = now()
+           where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+           returning workflow_id"#,
+    )
+    .bind(lease.id)
+    .bind(&lease.worker_id)
+    .bind(retry)
+    .bind(error.object.to_string())
+    .bind(delay)
+    .bind(error.summary())
+    .bind(logs_uri)
 }
 
 /// Puts a task interrupted by shutdown back to READY and refunds its attempt, so a

@@ -1,7 +1,7 @@
-//! Workflow bookkeeping that rides in the same transaction as a task's completion
-//! (spec §4.6 steps 2–3, §4.7 step 2, §4.13; contract §5), with the reference's
-//! defects fixed: typed parameters (§13.1), NULL-safe callback comparison (§13.2),
-//! and chain failure propagation (§13.3).
+//! Workflow effects of a terminal failure, run in the same transaction as the failure
+//! (spec §4.7 step 2, §4.13; contract §5), with the reference's defects fixed: typed
+//! parameters (§13.1), NULL-safe callback comparison (§13.2), and chain failure
+//! propagation (§13.3). The success side is one statement: `complete_success.sql`.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -10,59 +10,6 @@ use super::task::TaskId;
 
 /// The message recorded on dependants failed because a workflow member failed.
 pub const WORKFLOW_FAILED_MESSAGE: &str = "Workflow failed due to task failure";
-
-/// After `id` succeeded: release chain successors, count chord members, release the
-/// callback when the last member succeeds, mark the workflow done when the callback does.
-///
-/// # Errors
-/// Database errors (the caller rolls back the whole completion).
-pub async fn on_success(
-    tx: &mut PgConnection,
-    id: TaskId,
-    workflow_id: Option<Uuid>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"update task_runs set
-             wait_count = wait_count - 1,
-             status = case when wait_count - 1 <= 0 then 'READY' else 'WAITING' end,
-             updated_at = now()
-           where parent_id = $1::bigint and status = 'WAITING'"#,
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let Some(workflow_id) = workflow_id else {
-        return Ok(());
-    };
-    sqlx::query(
-        "update workflow_runs set status = 'SUCCESSFUL', updated_at = now() where workflow_id = $1::uuid and callback_result_id = $2::bigint",
-    )
-    .bind(workflow_id)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let release: Option<Option<i64>> = sqlx::query_scalar(
-        r#"update workflow_runs set
-             success_count = success_count + 1,
-             status = case when success_count + 1 >= expected_count and failure_count = 0 then 'WAITING_CALLBACK' else status end,
-             updated_at = now()
-           where workflow_id = $1::uuid and callback_result_id is distinct from $2::bigint
-             and status not in ('FAILED', 'SUCCESSFUL')
-           returning case when status = 'WAITING_CALLBACK' and failure_count = 0 and success_count >= expected_count
-                          then callback_result_id end"#,
-    )
-    .bind(workflow_id)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(Some(callback)) = release {
-        sqlx::query("update task_runs set status = 'READY', wait_count = 0, updated_at = now() where result_id = $1::bigint and status = 'WAITING'")
-            .bind(callback)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
 
 /// After `id` failed for good: fail the chord (and its callback) it belongs to, and
 /// every WAITING chain descendant, each with a `workflow_failed` error naming `id`.

@@ -84,6 +84,14 @@ impl<E: Executor> Dispatcher<E> {
                 }
                 continue;
             }
+            if let Some(until) = self.pipeline.executor.ready_at() {
+                // The executor cannot take work (no runner starts): claim nothing until it retries.
+                tokio::select! {
+                    () = tokio::time::sleep_until(until.into()) => {}
+                    () = stop.cancelled() => return StopReason::Requested,
+                }
+                continue;
+            }
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }

@@ -111,6 +111,7 @@ impl<E: Executor> Worker<E> {
         drain(&mut tasks, &mut stats, &shutdown, config.shutdown_timeout).await;
         services.cancel();
         while background.join_next().await.is_some() {}
+        self.executor.close().await;
         tracing::info!(
             reason = ?reason, completed = stats.completed, requeued = stats.requeued, abandoned = stats.abandoned,
             "Worker stopped"

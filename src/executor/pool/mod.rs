@@ -1,0 +1,350 @@
+//! Warm executor pool (`--executor-mode pool`): long-lived Python runners that each run
+//! many tasks, so the interpreter, imports and `django.setup()` are paid once per
+//! runner instead of once per task. The configured executor module runs unchanged,
+//! exactly as `python -m` would run it (see `reproq_pool_runner.py`), so whatever
+//! works in spawn mode works here.
+//!
+//! A runner is started lazily, reused while healthy, and replaced after
+//! `pool_max_tasks` tasks, when its RSS passes `pool_max_rss`, when it dies, or when a
+//! task in it times out or is cancelled (its whole process group is killed). A task's
+//! stdin, stdout and stderr are per-task files the runner points fds 0–2 at; the
+//! worker reads them back with the same caps as spawn mode. When a runner cannot be
+//! started, [`Executor::ready_at`] reports a backoff so the dispatcher claims nothing
+//! meanwhile, and a task already claimed goes back to READY with its attempt refunded.
+
+mod child;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::capture::Captured;
+use super::process::TERM_GRACE;
+use super::{Ending, ExecError, ExecOutput, ExecRequest, Executor};
+use crate::config::{PayloadMode, WorkerConfig};
+use child::{ChildSpec, WarmChild};
+
+/// The runner module, shipped inside the binary and written next to nothing else.
+const RUNNER_SOURCE: &str = include_str!("reproq_pool_runner.py");
+/// Longest wait between attempts to start a runner that keeps failing.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a runner was replaced.
+#[derive(Debug, Default)]
+pub struct RecycleCounts {
+    /// Ran `pool_max_tasks` tasks.
+    pub max_tasks: AtomicU64,
+    /// Grew past `pool_max_rss`.
+    pub max_rss: AtomicU64,
+    /// Died on its own (a task called `os._exit`, or it crashed).
+    pub died: AtomicU64,
+    /// Killed for a timeout, cancellation or shutdown.
+    pub killed: AtomicU64,
+}
+
+/// Pool figures for logs and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Runners started.
+    pub started: AtomicU64,
+    /// Runners currently running a task.
+    pub busy: AtomicU64,
+    /// Replacements by reason.
+    pub recycled: RecycleCounts,
+    /// Start time of the last runner, in microseconds.
+    pub last_start_micros: AtomicU64,
+}
+
+#[derive(Debug)]
+struct StartBackoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// The warm pool executor.
+#[derive(Debug)]
+pub struct PoolExecutor {
+    spec: ChildSpec,
+    module: String,
+    payload_mode: PayloadMode,
+    max_payload_bytes: usize,
+    max_stdout_bytes: usize,
+    max_stderr_bytes: usize,
+    max_tasks: u64,
+    max_rss: u64,
+    idle: Mutex<Vec<WarmChild>>,
+    backoff: Mutex<StartBackoff>,
+    /// Pool figures.
+    pub stats: PoolStats,
+    _runner_dir: tempfile::TempDir,
+}
+
+impl PoolExecutor {
+    /// Writes the runner module to a private temporary directory and prepares the pool.
+    ///
+    /// # Errors
+    /// The runner module cannot be written.
+    pub fn new(config: &WorkerConfig) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("reproq-runner-")
+            .tempdir()?;
+        std::fs::write(dir.path().join("reproq_pool_runner.py"), RUNNER_SOURCE)?;
+        let inherited = std::env::var("PYTHONPATH").unwrap_or_default();
+        let python_path = if inherited.is_empty() {
+            dir.path().display().to_string()
+        } else {
+            format!("{}:{inherited}", dir.path().display())
+        };
+        Ok(PoolExecutor {
+            spec: ChildSpec {
+                python_bin: config.python_bin.clone(),
+                python_path,
+                env_scrub: config.env_scrub.clone(),
+            },
+            module: config.executor_module.clone(),
+            payload_mode: config.payload_mode,
+            max_payload_bytes: config.max_payload_bytes,
+            max_stdout_bytes: config.max_stdout_bytes,
+            max_stderr_bytes: config.max_stderr_bytes,
+            max_tasks: config.pool_max_tasks,
+            max_rss: config.pool_max_rss,
+            idle: Mutex::new(Vec::new()),
+            backoff: Mutex::new(StartBackoff {
+                failures: 0,
+                until: None,
+            }),
+            stats: PoolStats::default(),
+            _runner_dir: dir,
+        })
+    }
+
+    async fn checkout(&self) -> Result<WarmChild, ExecError> {
+        if let Some(child) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(child);
+        }
+        match WarmChild::start(&self.spec).await {
+            Ok(child) => {
+                self.stats.started.fetch_add(1, Ordering::Relaxed);
+                let micros = u64::try_from(child.start_time.as_micros()).unwrap_or(u64::MAX);
+                self.stats
+                    .last_start_micros
+                    .store(micros, Ordering::Relaxed);
+                tracing::info!(
+                    start_ms = child.start_time.as_millis() as u64,
+                    "Started warm executor runner"
+                );
+                let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                *backoff = StartBackoff {
+                    failures: 0,
+                    until: None,
+                };
+                Ok(child)
+            }
+            Err(message) => {
+                let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                backoff.failures = backoff.failures.saturating_add(1);
+                let delay = Duration::from_secs(1)
+                    .saturating_mul(1 << backoff.failures.min(6))
+                    .min(MAX_START_BACKOFF);
+                backoff.until = Some(Instant::now() + delay);
+                tracing::error!(error = %message, retry_in_s = delay.as_secs(), "Failed to start warm executor runner; claiming nothing until one starts");
+                Err(ExecError::Unavailable(message))
+            }
+        }
+    }
+
+    fn checkin(&self, child: WarmChild) {
+        if self.max_tasks > 0 && child.tasks >= self.max_tasks {
+            self.stats
+                .recycled
+                .max_tasks
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(child.close());
+        } else if child.rss_bytes().is_some_and(|rss| rss > self.max_rss) {
+            self.stats.recycled.max_rss.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(child.close());
+        } else {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(child);
+        }
+    }
+
+    fn argv(&self, request: &ExecRequest, files: &TaskFiles) -> Vec<String> {
+        let mut argv = vec![
+            "--result-id".to_owned(),
+            request.result_id.to_string(),
+            "--attempt".to_owned(),
+            request.attempt.to_string(),
+            "--task-path".to_owned(),
+            request.task_path.clone(),
+        ];
+        match self.payload_mode {
+            PayloadMode::Stdin => argv.push("--payload-stdin".into()),
+            PayloadMode::File => {
+                argv.push("--payload-file".into());
+                argv.push(files.payload.display().to_string());
+            }
+            PayloadMode::Inline => {
+                argv.push("--payload-json".into());
+                argv.push(request.payload.clone());
+            }
+        }
+        argv
+    }
+}
+
+/// The per-task files a runner points fds 0–2 at (removed with the directory).
+struct TaskFiles {
+    _dir: tempfile::TempDir,
+    payload: PathBuf,
+    stdin: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl TaskFiles {
+    fn create(request: &ExecRequest, mode: PayloadMode) -> Result<Self, ExecError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("reproq-task-{}-", request.result_id))
+            .tempdir()
+            .map_err(ExecError::TempFile)?;
+        let path = |name: &str| dir.path().join(name);
+        let (payload, stdin, stdout, stderr) = (
+            path("payload.json"),
+            path("stdin"),
+            path("stdout"),
+            path("stderr"),
+        );
+        let stdin_content = if mode == PayloadMode::Stdin {
+            request.payload.as_bytes()
+        } else {
+            b""
+        };
+        let write =
+            |p: &PathBuf, bytes: &[u8]| std::fs::write(p, bytes).map_err(ExecError::TempFile);
+        write(&stdin, stdin_content)?;
+        if mode == PayloadMode::File {
+            write(&payload, request.payload.as_bytes())?;
+        }
+        write(&stdout, b"")?;
+        write(&stderr, b"")?;
+        Ok(TaskFiles {
+            _dir: dir,
+            payload,
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+fn read_capped_file(path: &PathBuf, cap: usize) -> Captured {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let truncated = bytes.len() > cap;
+    Captured {
+        bytes: bytes.into_iter().take(cap).collect(),
+        truncated,
+    }
+}
+
+impl Executor for PoolExecutor {
+    async fn execute(
+        &self,
+        request: ExecRequest,
+        kill: CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
+        if request.payload.len() > self.max_payload_bytes {
+            return Err(ExecError::PayloadTooLarge {
+                size: request.payload.len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        let files = TaskFiles::create(&request, self.payload_mode)?;
+        let mut child = self.checkout().await?;
+        let frame = json!({
+            "module": self.module, "argv": self.argv(&request, &files),
+            "stdin": files.stdin, "stdout": files.stdout, "stderr": files.stderr,
+        });
+        let started = Instant::now();
+        self.stats.busy.fetch_add(1, Ordering::Relaxed);
+        let exchange = async {
+            child.send(&frame).await?;
+            child.read_frame().await
+        };
+        let result = tokio::select! {
+            reply = exchange => Some(reply),
+            () = tokio::time::sleep(request.timeout) => None,
+            () = kill.cancelled() => None,
+        };
+        self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        let ending = match result {
+            Some(Ok(reply)) => {
+                let code = reply
+                    .get("exit")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(1);
+                child.tasks += 1;
+                self.checkin(child);
+                Ending::Exited(ExitStatus::from_raw(((code & 0xff) as i32) << 8))
+            }
+            Some(Err(_)) => {
+                // The runner died mid-task (`os._exit`, a crash): report its status and replace it.
+                self.stats.recycled.died.fetch_add(1, Ordering::Relaxed);
+                let status = child
+                    .wait()
+                    .await
+                    .unwrap_or_else(|| ExitStatus::from_raw(9));
+                Ending::Exited(status)
+            }
+            None => {
+                self.stats.recycled.killed.fetch_add(1, Ordering::Relaxed);
+                child.terminate(TERM_GRACE).await;
+                if kill.is_cancelled() {
+                    Ending::Killed
+                } else {
+                    Ending::TimedOut
+                }
+            }
+        };
+        let stdout = read_capped_file(&files.stdout, self.max_stdout_bytes);
+        let mut stderr = read_capped_file(&files.stderr, self.max_stderr_bytes);
+        if let Ending::Exited(status) = ending {
+            if !status.success() {
+                stderr.append(
+                    &super::process::describe_exit(status),
+                    self.max_stderr_bytes,
+                );
+            }
+        }
+        Ok(ExecOutput {
+            ending,
+            stdout,
+            stderr,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn ready_at(&self) -> Option<Instant> {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .until
+            .filter(|until| *until > Instant::now())
+    }
+
+    async fn close(&self) {
+        let idle: Vec<WarmChild> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for child in idle {
+            child.close().await;
+        }
+    }
+}
