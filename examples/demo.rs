@@ -198,7 +198,8 @@ async fn enqueue(pool: &PgPool) {
 }
 
 async fn print_table(pool: &PgPool) {
-    let rows: Vec<(i64, String, String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+    type Outcome = (i64, String, String, i32, Option<String>, Option<String>);
+    let rows: Vec<Outcome> = sqlx::query_as(
         "select result_id, task_path, status, attempts, return_json::text, last_error from task_runs order by result_id",
     )
     .fetch_all(pool)
