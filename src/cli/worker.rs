@@ -8,11 +8,8 @@ use clap::{ArgMatches, Args};
 use anyhow::Context;
 use tracing::Instrument;
 
-use crate::config::{
-    self, ConfigError, ExecutorMode, PayloadMode, WorkerConfig, WorkerFlags, values,
-};
-use crate::executor::pool::PoolExecutor;
-use crate::executor::{AnyExecutor, SpawnExecutor};
+use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
+use crate::executor::AnyExecutor;
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
@@ -95,12 +92,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let signals = shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
-    let executor = match config.executor_mode {
-        ExecutorMode::Spawn => AnyExecutor::Spawn(SpawnExecutor::new(&config)),
-        ExecutorMode::Pool => AnyExecutor::Pool(
-            PoolExecutor::new(&config).context("preparing the warm executor pool")?,
-        ),
-    };
+    let executor = AnyExecutor::for_config(&config).context("preparing the executor")?;
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?;

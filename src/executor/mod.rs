@@ -126,6 +126,21 @@ pub enum AnyExecutor {
     Pool(pool::PoolExecutor),
 }
 
+impl AnyExecutor {
+    /// The executor `config.executor_mode` asks for.
+    ///
+    /// # Errors
+    /// Pool mode could not write its runner module.
+    pub fn for_config(config: &crate::config::WorkerConfig) -> std::io::Result<Self> {
+        Ok(match config.executor_mode {
+            crate::config::ExecutorMode::Spawn => AnyExecutor::Spawn(SpawnExecutor::new(config)),
+            crate::config::ExecutorMode::Pool => {
+                AnyExecutor::Pool(pool::PoolExecutor::new(config)?)
+            }
+        })
+    }
+}
+
 impl Executor for AnyExecutor {
     async fn execute(
         &self,

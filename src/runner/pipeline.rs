@@ -198,6 +198,10 @@ impl<E: Executor> Pipeline<E> {
         task: &ClaimedTask,
         error: &ExecError,
     ) -> TaskReport {
+        if let ExecError::Unavailable(_) = error {
+            // Not the task's fault: it never ran, so it goes back with its attempt refunded.
+            return self.requeue(lease).await;
+        }
         tracing::error!(error = %error, "Execution pipeline error");
         let task_error = TaskError::infra(&error.to_string());
         let outcome = if error.is_retryable() {
@@ -284,9 +288,7 @@ impl<E: Executor> Pipeline<E> {
         .await
         {
             Ok(Ok(())) => {
-                tracing::info!(
-                    "Task interrupted by shutdown; requeued without consuming an attempt"
-                );
+                tracing::info!("Task put back to READY without consuming an attempt");
                 TaskReport::Requeued
             }
             Ok(Err(error)) => {

@@ -5,6 +5,7 @@
 mod claim;
 mod cli;
 mod limit;
+mod pool;
 mod schema;
 mod support;
 mod worker;

@@ -330,9 +330,9 @@ pub fn worker_args<'a>(db: &'a TestDb, extra: &[&'a str]) -> Vec<&'a str> {
 pub async fn worker(
     db: &TestDb,
     extra: &[&str],
-) -> reproq::runner::Worker<reproq::executor::SpawnExecutor> {
+) -> reproq::runner::Worker<reproq::executor::AnyExecutor> {
     let config = reproq::cli::parse_worker_config(&worker_args(db, extra)).unwrap();
-    let executor = reproq::executor::SpawnExecutor::new(&config);
+    let executor = reproq::executor::AnyExecutor::for_config(&config).unwrap();
     reproq::runner::Worker::new(config, db.pool.clone(), executor)
         .await
         .unwrap()

@@ -98,6 +98,32 @@ def main():
         emit({"ok": True, "return": "left a grandchild"})
     elif name == "nul_return":
         emit({"ok": True, "return": "a\u0000b"})
+    elif name == "counter":
+        from tests.python import state_module
+
+        state_module.COUNTER += 1
+        emit({"ok": True, "return": {"counter": state_module.COUNTER, "pid": os.getpid()}})
+    elif name == "balloon":
+        from tests.python import state_module
+
+        state_module.BALLOON.append(bytearray(int(kwargs.get("mib", 64)) * 1024 * 1024))
+        emit({"ok": True, "return": os.getpid()})
+    elif name == "chdir":
+        os.chdir("/")
+        emit({"ok": True, "return": os.getcwd()})
+    elif name == "where":
+        import signal
+
+        emit({"ok": True, "return": {"cwd": os.getcwd(), "argv0": sys.argv[0],
+                                     "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}})
+    elif name == "trap_sigterm":
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        emit({"ok": True, "return": "trapped"})
+    elif name == "print":
+        print("a task printing to stdout")
+        emit({"ok": True, "return": "printed"})
     elif name == "nan":
         sys.stdout.write('{"ok": true, "return": NaN}\n')
     else:

@@ -1,0 +1,4 @@
+"""Module-level state for pool-mode tests: it survives between tasks of one runner."""
+
+COUNTER = 0
+BALLOON = []
