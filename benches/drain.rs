@@ -8,8 +8,9 @@
 //!
 //! `DRAIN_EXECUTOR=sh` (default) uses a `/bin/sh` stand-in for Python that prints a
 //! success envelope, so the figure is the worker + database overhead per task;
-//! `python` runs `tests/python/fake_executor.py`, a real interpreter per task; `pool`
-//! runs the same module in warm runners (`--executor-mode pool`).
+//! `python` runs `benches/python/noop_executor.py` (imports, argv, JSON in and out, no
+//! task body) in a fresh interpreter per task; `pool` runs the same module in warm
+//! runners (`--executor-mode pool`).
 //! "Postgres CPU" is the user+system time of every `postgres` process on this
 //! machine during the run (run it on a quiet server), divided by the task count.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -67,8 +68,10 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        return; // `cargo test --all-targets` / `cargo bench --no-run` probes
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets too; only `cargo bench` passes --bench.
+        println!("drain bench: run with `cargo bench --bench drain`");
+        return;
     }
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         eprintln!("drain bench skipped: set DATABASE_URL");
