@@ -573,3 +573,48 @@ async fn sigterm_drains_and_exits_zero() {
         assert_eq!(parsed["worker_id"], "test-worker", "{line}");
     }
 }
+
+#[tokio::test]
+async fn works_on_a_baseline_schema_without_our_claim_index() {
+    // What reproq-django's `migrate-worker` builds: the baseline, none of our additions.
+    let db = TestDb::new(Variant::Django).await;
+    sqlx::raw_sql("drop index idx_task_runs_claim_rank; drop function reproq_claim_rank(integer, timestamptz, double precision)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let order = reproq::queue::claim_order::detect(&db.pool, 60.0)
+        .await
+        .unwrap();
+    assert_eq!(order, reproq::queue::ClaimOrder::Aging { factor: 60.0 });
+    let id = insert(&db.pool, task("tasks.ok", json!({}))).await;
+    run_burst(&db, &[]).await;
+    assert_eq!(row(&db.pool, id).await.status, "SUCCESSFUL");
+}
+
+#[tokio::test]
+async fn env_scrub_removes_variables_from_task_processes() {
+    let db = TestDb::new(Variant::Sql).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reproq.yaml");
+    // cargo sets CARGO_PKG_NAME for test processes, so the worker (and its children) inherit it.
+    assert!(std::env::var("CARGO_PKG_NAME").is_ok());
+    std::fs::write(&config, "worker:\n  env_scrub: [CARGO_PKG_NAME]\n").unwrap();
+    let id = insert(
+        &db.pool,
+        task("tasks.echo", json!({"env": ["CARGO_PKG_NAME", "PATH"]})),
+    )
+    .await;
+    run_burst(&db, &["--config", config.to_str().unwrap()]).await;
+    let r = row(&db.pool, id).await;
+    let returned: serde_json::Value =
+        serde_json::from_str(r.return_json.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        returned["env"]["CARGO_PKG_NAME"],
+        serde_json::Value::Null,
+        "scrubbed"
+    );
+    assert!(
+        returned["env"]["PATH"].is_string(),
+        "everything else is inherited"
+    );
+}
