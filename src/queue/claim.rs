@@ -62,6 +62,7 @@ pub struct Claimer {
     order: ClaimOrder,
     candidates_sql: String,
     fast_sql: String,
+    update_sql: String,
 }
 
 impl Claimer {
@@ -69,11 +70,22 @@ impl Claimer {
     pub fn new(order: ClaimOrder) -> Self {
         let candidates_sql =
             include_str!("claim_candidates.sql").replace("{order_by}", &order.order_by());
-        let fast_sql = include_str!("claim_fast.sql").replace("{candidates}", &candidates_sql);
+        let update = include_str!("claim_update.sql");
+        let fast_sql = include_str!("claim_fast.sql")
+            .replace("{candidates}", &candidates_sql)
+            .replace(
+                "{update}",
+                &update.replace("{worker}", "$5").replace("{lease}", "$6"),
+            );
+        let update_sql = format!(
+            "with accepted as (select unnest($1::bigint[]) as result_id)\n{}",
+            update.replace("{worker}", "$2").replace("{lease}", "$3")
+        );
         Claimer {
             order,
             candidates_sql,
             fast_sql,
+            update_sql,
         }
     }
 
@@ -181,7 +193,7 @@ impl Claimer {
             tx.rollback().await?;
             return Ok(Vec::new());
         }
-        let claimed: Vec<ClaimedTask> = sqlx::query_as(include_str!("claim_update.sql"))
+        let claimed: Vec<ClaimedTask> = sqlx::query_as(&self.update_sql)
             .bind(&accepted)
             .bind(request.worker_id)
             .bind(request.lease.as_secs_f64())

@@ -1,15 +1,17 @@
--- Marks the accepted candidates ($1) RUNNING under a lease for worker $2 that ends
--- $3 seconds from now (database clock, so lease expiry is judged on one clock).
+-- Marks the rows of `accepted` RUNNING under a lease for worker {worker} ending
+-- {lease} seconds from now (database clock, so lease expiry is judged on one clock).
+-- A fragment: both claim paths wrap it in `with accepted as (...)`.
 update task_runs t set
     status = 'RUNNING',
     started_at = coalesce(t.started_at, now()),
     last_attempted_at = now(),
     attempts = t.attempts + 1,
-    leased_until = now() + make_interval(secs => $3::float8),
-    leased_by = $2::text,
-    worker_ids = coalesce(t.worker_ids, '[]'::jsonb) || jsonb_build_array($2::text),
+    leased_until = now() + make_interval(secs => {lease}::float8),
+    leased_by = {worker}::text,
+    worker_ids = coalesce(t.worker_ids, '[]'::jsonb) || jsonb_build_array({worker}::text),
     updated_at = now()
-where t.result_id = any($1::bigint[]) and t.status = 'READY'
+from accepted a
+where t.result_id = a.result_id and t.status = 'READY'
 returning t.result_id,
           t.queue_name,
           t.spec_json::text as spec_json,
