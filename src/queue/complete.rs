@@ -93,6 +93,40 @@ pub async fn complete(
     }
 }
 
+/// A success waiting to be recorded with others.
+#[derive(Debug, Clone)]
+pub struct PendingSuccess {
+    /// The lease it was run under.
+    pub lease: Lease,
+    /// Raw JSON of the return value (`None`: no `return` key).
+    pub return_json: Option<String>,
+    /// Log file path, if one was written.
+    pub logs_uri: Option<String>,
+}
+
+/// Records several successes in one statement and returns the ids it completed. Ids
+/// missing from the result either belong to a workflow (record them with [`complete`],
+/// which does the chord bookkeeping) or lost their lease.
+///
+/// # Errors
+/// Database errors; nothing is written then.
+pub async fn complete_successes(
+    pool: &PgPool,
+    pending: &[PendingSuccess],
+) -> Result<Vec<TaskId>, sqlx::Error> {
+    let ids: Vec<TaskId> = pending.iter().map(|p| p.lease.id).collect();
+    let workers: Vec<&str> = pending.iter().map(|p| p.lease.worker_id.as_str()).collect();
+    let returns: Vec<Option<&str>> = pending.iter().map(|p| p.return_json.as_deref()).collect();
+    let logs: Vec<Option<&str>> = pending.iter().map(|p| p.logs_uri.as_deref()).collect();
+    sqlx::query_scalar(include_str!("complete_batch.sql"))
+        .bind(&ids)
+        .bind(&workers)
+        .bind(&returns)
+        .bind(&logs)
+        .fetch_all(pool)
+        .await
+}
+
 /// Records a success and its workflow effects in one atomic statement (one round trip).
 async fn complete_success(
     pool: &PgPool,

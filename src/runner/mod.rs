@@ -2,6 +2,7 @@
 //! ([`dispatcher`]), one [`pipeline`] per claimed task, the [`lease_keeper`], and the
 //! [`maintenance`] chores. Only this module (and `http/` later) spawns long-lived tasks.
 
+pub mod completer;
 pub mod dispatcher;
 pub mod lease_keeper;
 pub mod maintenance;
@@ -21,6 +22,7 @@ use crate::executor::Executor;
 use crate::executor::process::TERM_GRACE;
 use crate::queue::{Claimer, claim_order, registry};
 use crate::shutdown::Shutdown;
+use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
 use lease_keeper::LeaseKeeper;
 use pipeline::{COMPLETION_DEADLINE, Pipeline};
@@ -93,12 +95,14 @@ impl<E: Executor> Worker<E> {
         };
         background.spawn(keeper.run(services.clone()));
 
+        let (completer, completer_task) = Completer::start(self.pool.clone());
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             pool: self.pool.clone(),
             executor: self.executor.clone(),
             running: running.clone(),
             abort: shutdown.abort.clone(),
+            completer,
         });
         let dispatcher = Dispatcher {
             pipeline,
@@ -109,6 +113,11 @@ impl<E: Executor> Worker<E> {
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
         drain(&mut tasks, &mut stats, &shutdown, config.shutdown_timeout).await;
+        // Drop the last completer handles (pipelines still running past the drain bound are
+        // aborted): the completer then finishes its queue and ends.
+        drop(tasks);
+        drop(dispatcher);
+        let _ = completer_task.await;
         services.cancel();
         while background.join_next().await.is_some() {}
         self.executor.close().await;

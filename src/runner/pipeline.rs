@@ -10,13 +10,14 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::completer::Completer;
 use super::running::{KillReason, Running};
 use crate::config::WorkerConfig;
 use crate::executor::{
     Ending, ExecError, ExecOutput, ExecRequest, Executor, allowlist, envelope, logs,
 };
 use crate::queue::backoff::{INFRA_RETRY_DELAY, app_error_delay};
-use crate::queue::complete::{self, CompleteError};
+use crate::queue::complete::{self, CompleteError, PendingSuccess};
 use crate::queue::{ClaimedTask, Lease, Outcome, TaskError};
 
 /// Deadline for writing an outcome, independent of shutdown.
@@ -45,6 +46,8 @@ pub struct Pipeline<E> {
     pub running: Arc<Running>,
     /// Fires when running tasks must be killed.
     pub abort: CancellationToken,
+    /// Records successes in batches.
+    pub completer: Completer,
 }
 
 impl<E: Executor> Pipeline<E> {
@@ -244,7 +247,20 @@ impl<E: Executor> Pipeline<E> {
     }
 
     async fn record(&self, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> TaskReport {
-        let write = complete::complete(&self.pool, lease, outcome, logs_uri);
+        let write = async {
+            match outcome {
+                Outcome::Success { return_json } => self
+                    .completer
+                    .success(PendingSuccess {
+                        lease: lease.clone(),
+                        return_json: return_json.clone(),
+                        logs_uri: logs_uri.map(str::to_owned),
+                    })
+                    .await
+                    .map(|()| 0),
+                _ => complete::complete(&self.pool, lease, outcome, logs_uri).await,
+            }
+        };
         let failure_message = match outcome {
             Outcome::Success { .. } => "Failed to mark success",
             Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",

@@ -1,0 +1,25 @@
+-- Several successes in one statement: the fenced updates (rows that belong to a
+-- workflow are left out; they take the one-by-one path with chord bookkeeping) and
+-- the release of chain successors. Returns the ids that were completed.
+-- $1 result ids, $2 worker ids, $3 return JSON texts (NULL: no return key), $4 logs paths.
+with input as (
+    select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+        as i(result_id, worker_id, return_json, logs_uri)
+), done as (
+    update task_runs t set status = 'SUCCESSFUL', finished_at = now(), return_json = i.return_json::jsonb,
+        last_error = null, failed_at = null, leased_until = null, leased_by = null,
+        logs_uri = coalesce(i.logs_uri, t.logs_uri), updated_at = now()
+    from input i
+    where t.result_id = i.result_id and t.leased_by = i.worker_id and t.status = 'RUNNING'
+      and t.workflow_id is null
+    returning t.result_id
+), successors as (
+    update task_runs t set
+        wait_count = t.wait_count - 1,
+        status = case when t.wait_count - 1 <= 0 then 'READY' else 'WAITING' end,
+        updated_at = now()
+    from done
+    where t.parent_id = done.result_id and t.status = 'WAITING'
+    returning t.result_id
+)
+select result_id from done
