@@ -41,7 +41,7 @@ impl ClaimOrder {
                 )
             }
             ClaimOrder::Aging { factor } => format!(
-                "(t.priority + greatest(extract(epoch from (now() - t.enqueued_at)), 0) / {}::float8) desc, t.enqueued_at asc",
+                "(t.priority + greatest(date_part('epoch', now() - t.enqueued_at), 0) / {}::float8) desc, t.enqueued_at asc",
                 float_literal(*factor)
             ),
             ClaimOrder::Priority => "t.priority desc, t.enqueued_at asc".into(),
