@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use reproq::queue::{ClaimOrder, ClaimRequest, Claimer};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 fn claim_benches(c: &mut Criterion) {
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
