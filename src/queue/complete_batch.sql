@@ -20,6 +20,9 @@ with input as (
         updated_at = now()
     from done
     where t.parent_id = done.result_id and t.status = 'WAITING'
-    returning t.result_id
+    returning t.result_id, t.status, t.queue_name
+), woken as (
+    select pg_notify('reproq_tasks', q.queue_name)
+    from (select distinct queue_name from successors where status = 'READY') q
 )
-select result_id from done
+select result_id from done where (select count(*) from woken) >= 0

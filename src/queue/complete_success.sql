@@ -1,7 +1,8 @@
 -- Success completion in one statement (spec §4.6): the fenced update, the release of
 -- chain successors, and the chord bookkeeping (count the member, release the callback
 -- when the last member succeeds, mark the workflow done when the callback succeeds).
--- The sub-statements touch disjoint rows, so one snapshot serves them all.
+-- The sub-statements touch disjoint rows, so one snapshot serves them all. Queues that
+-- gained runnable rows are notified on channel `reproq_tasks`.
 -- $1 result_id, $2 worker_id, $3 return JSON text (NULL: no return key), $4 logs path.
 with done as (
     update task_runs set status = 'SUCCESSFUL', finished_at = now(), return_json = $3::text::jsonb,
@@ -16,7 +17,7 @@ with done as (
         updated_at = now()
     from done
     where t.parent_id = done.result_id and t.status = 'WAITING'
-    returning t.result_id
+    returning t.result_id, t.status, t.queue_name
 ), callback_done as (
     update workflow_runs w set status = 'SUCCESSFUL', updated_at = now()
     from done
@@ -39,7 +40,13 @@ with done as (
     update task_runs t set status = 'READY', wait_count = 0, updated_at = now()
     from member
     where t.result_id = member.release and t.status = 'WAITING'
-    returning t.result_id
+    returning t.result_id, t.queue_name
+), woken as (
+    -- Wake idle workers of the queues that just got runnable rows (see `runner::wake`).
+    select pg_notify('reproq_tasks', q.queue_name)
+    from (select queue_name from successors where status = 'READY'
+          union
+          select queue_name from released) q
 )
 select (select count(*) from done) as completed,
-       (select count(*) from successors) + (select count(*) from released) as released
+       (select count(*) from woken) as released

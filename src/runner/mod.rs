@@ -8,6 +8,7 @@ pub mod lease_keeper;
 pub mod maintenance;
 pub mod pipeline;
 pub mod running;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,13 @@ impl<E: Executor> Worker<E> {
             heartbeat: config.heartbeat,
         };
         background.spawn(keeper.run(services.clone()));
+        let wake = self.wake.clone();
+        background.spawn(wake::listen(
+            self.pool.clone(),
+            config.queues.clone(),
+            move || wake.notify_one(),
+            services.clone(),
+        ));
 
         let (completer, completer_task) = Completer::start(self.pool.clone());
         let pipeline = Arc::new(Pipeline {

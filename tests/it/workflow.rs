@@ -198,3 +198,27 @@ async fn reclaim_requeues_or_fails_expired_leases_with_workflow_handling() {
         );
     }
 }
+
+#[tokio::test]
+async fn released_successors_wake_idle_workers_without_waiting_for_the_poll() {
+    let db = TestDb::new(crate::support::Variant::Sql).await;
+    let ids = chain(&db, &["tasks.ok", "tasks.ok", "tasks.ok"]).await;
+    // Idle sleeps of 20-25 s: without the NOTIFY wake-up each step would wait that long.
+    let (handle, shutdown) = crate::support::start_worker(
+        &db,
+        &[
+            "--poll-min-backoff",
+            "20s",
+            "--poll-max-backoff",
+            "25s",
+            "--concurrency",
+            "2",
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    crate::support::wait_for_status(&db.pool, ids[2], "SUCCESSFUL", 15).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    shutdown.stop.cancel();
+    handle.await.unwrap();
+}
