@@ -226,14 +226,12 @@ impl<E: Executor> Pipeline<E> {
 
     fn persist_logs(&self, task: &ClaimedTask, output: &ExecOutput) -> Option<String> {
         let dir = self.config.logs_dir.as_deref()?;
-        let trimmed;
+        // Spec §6.5: after a normal exit the log shows stdout trimmed and without the
+        // truncation marker; after a kill, the rendering with the marker.
         let stdout = match output.ending {
-            Ending::Exited(_) => {
-                trimmed = String::from_utf8_lossy(&output.stdout.bytes)
-                    .trim()
-                    .to_owned();
-                trimmed.clone()
-            }
+            Ending::Exited(_) => String::from_utf8_lossy(&output.stdout.bytes)
+                .trim()
+                .to_owned(),
             _ => output.stdout.rendered(),
         };
         logs::persist(
