@@ -18,6 +18,7 @@
 //! - Only `main.rs` and `cli/` print to stdout, read arguments or the environment
 //!   (the DSN's libpq `PG*` fallbacks aside), or use `anyhow`.
 
+pub mod beat;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -125,7 +125,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
 async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match command {
         Command::Worker(args) => args.run(&matches).await,
-        Command::Beat(args) => args.run().await,
+        Command::Beat(args) => args.run(&matches).await,
         Command::Replay(args) => args.run().await,
         Command::Cancel(args) => args.run().await,
         Command::Triage(args) => args.run().await,

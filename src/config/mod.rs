@@ -3,6 +3,7 @@
 //! runtime takes as given. Names are the Go worker's (spec/worker.md §2.3–2.5). Every
 //! setting remembers where its value came from, for `reproq worker --validate`.
 
+pub mod beat;
 pub mod dsn;
 pub mod duration;
 pub mod file;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod values;
 pub mod worker;
 
+pub use beat::{BeatConfig, BeatFlags};
 pub use dsn::Dsn;
 pub use file::{ConfigFile, Discovery};
 pub use layers::{Layers, Source};

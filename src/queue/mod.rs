@@ -7,6 +7,7 @@ pub mod claim_order;
 pub mod complete;
 pub mod error_object;
 pub mod lease;
+pub mod periodic;
 pub mod rate_limit;
 pub mod reclaim;
 pub mod registry;

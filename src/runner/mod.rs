@@ -2,6 +2,7 @@
 //! ([`dispatcher`]), one [`pipeline`] per claimed task, the [`lease_keeper`], and the
 //! [`maintenance`] chores. Only this module (and `http/` later) spawns long-lived tasks.
 
+pub mod beat;
 pub mod completer;
 pub mod dispatcher;
 pub mod lease_keeper;

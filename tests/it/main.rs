@@ -2,6 +2,7 @@
 //! Integration tests: real Postgres (DATABASE_URL; `make test` provides one) and the
 //! real `reproq` binary.
 
+mod beat;
 mod claim;
 mod cli;
 mod limit;

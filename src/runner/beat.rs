@@ -1,0 +1,212 @@
+//! The periodic scheduler (spec §7): one pass enqueues every due row, a fixed-rate
+//! ticker repeats it, and only the holder of a session-level advisory lock runs passes,
+//! so several beats can run for availability: the others stand by and take over
+//! within one interval when the leader's session ends. (The Go reference says "run
+//! exactly one beat"; SKIP LOCKED already made concurrent passes safe, the lock makes
+//! them idle instead of racing.) `--once` never waits for the lock.
+//!
+//! Fixes of §13.15: a row whose cron is invalid or never fires, or whose payload is
+//! malformed, enqueues nothing (checked before the insert, in a savepoint); its error is
+//! logged once per change, and the row backs off exponentially instead of failing on
+//! every pass.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::beat::cron::Schedule;
+use crate::beat::spec;
+use crate::queue::periodic::{self, DueRow};
+
+/// Longest back-off of a failing row, in passes.
+const MAX_BACKOFF_PASSES: u32 = 32;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Tasks inserted.
+    pub enqueued: u64,
+    /// Rows advanced without an insert (an identical task was still active).
+    pub deduplicated: u64,
+    /// Rows that failed, with why.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Runs one pass in one transaction with a savepoint per row, skipping `skip`.
+///
+/// # Errors
+/// Database errors outside a row (locking the rows, committing).
+pub async fn run_pass(pool: &PgPool, skip: &[String]) -> Result<PassReport, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = periodic::lock_due(&mut tx, skip).await?;
+    let mut report = PassReport::default();
+    for (index, row) in rows.iter().enumerate() {
+        let savepoint = format!("periodic_{index}");
+        sqlx::raw_sql(&format!("savepoint {savepoint}"))
+            .execute(&mut *tx)
+            .await?;
+        match enqueue_row(&mut tx, row, &savepoint).await {
+            Ok(true) => report.enqueued += 1,
+            Ok(false) => report.deduplicated += 1,
+            Err(message) => {
+                sqlx::raw_sql(&format!("rollback to savepoint {savepoint}"))
+                    .execute(&mut *tx)
+                    .await?;
+                report.failures.push((row.name.clone(), message));
+                continue;
+            }
+        }
+        sqlx::raw_sql(&format!("release savepoint {savepoint}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Validates the row, enqueues its task and advances it; `Ok(false)` when deduplicated.
+async fn enqueue_row(tx: &mut PgConnection, row: &DueRow, savepoint: &str) -> Result<bool, String> {
+    let schedule: Schedule = row
+        .cron_expr
+        .parse()
+        .map_err(|e| format!("invalid cron expr for {}: {e}", row.name))?;
+    let next = schedule.next_after(Utc::now()).ok_or_else(|| {
+        format!(
+            "invalid cron expr for {}: {:?} never fires",
+            row.name, row.cron_expr
+        )
+    })?;
+    let spec = spec::build(&row.spec_input(), row.next_run_at)
+        .map_err(|e| format!("failed to parse periodic payload for {}: {e}", row.name))?;
+    let inserted = match periodic::enqueue(tx, row, &spec).await {
+        Ok(inserted) => inserted,
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+            // A concurrent insert of the same slot won: this row is done all the same.
+            sqlx::raw_sql(&format!("rollback to savepoint {savepoint}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+            false
+        }
+        Err(error) => {
+            return Err(format!(
+                "failed to enqueue periodic task {}: {error}",
+                row.name
+            ));
+        }
+    };
+    periodic::advance(tx, &row.name, next)
+        .await
+        .map_err(|e| format!("failed to enqueue periodic task {}: {e}", row.name))?;
+    Ok(inserted)
+}
+
+#[derive(Debug)]
+struct RowTrouble {
+    failures: u32,
+    retry_at: Instant,
+    last_error: String,
+}
+
+/// The long-running scheduler.
+pub struct Beat {
+    /// The database.
+    pub pool: PgPool,
+    /// How the leader-lock session connects.
+    pub lock_options: PgConnectOptions,
+    /// Time between passes.
+    pub interval: Duration,
+}
+
+impl Beat {
+    /// Runs passes while holding the leader lock, until `stop` fires.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut leader: Option<PgConnection> = None;
+        let mut standing_by = false;
+        let mut trouble: HashMap<String, RowTrouble> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            if !self.hold_leadership(&mut leader).await {
+                if !standing_by {
+                    tracing::info!("Another beat holds the leader lock; standing by");
+                    standing_by = true;
+                }
+                continue;
+            }
+            if standing_by {
+                tracing::info!("Took over as the leading beat");
+                standing_by = false;
+            }
+            let now = Instant::now();
+            let skip: Vec<String> = trouble
+                .iter()
+                .filter(|(_, t)| t.retry_at > now)
+                .map(|(n, _)| n.clone())
+                .collect();
+            match run_pass(&self.pool, &skip).await {
+                Ok(report) => self.record(report, &mut trouble),
+                Err(error) => {
+                    tracing::error!(error = %error, enqueued = 0, "Failed to enqueue periodic tasks")
+                }
+            }
+        }
+        tracing::info!("Shutting down beat");
+    }
+
+    /// Keeps (or takes) the session-level advisory lock; false when another beat has it.
+    async fn hold_leadership(&self, leader: &mut Option<PgConnection>) -> bool {
+        if let Some(conn) = leader.as_mut() {
+            if sqlx::query("select 1").execute(&mut *conn).await.is_ok() {
+                return true;
+            }
+            tracing::warn!("Lost the leader-lock session; reconnecting");
+            *leader = None;
+        }
+        let Ok(mut conn) = PgConnection::connect_with(&self.lock_options).await else {
+            return false;
+        };
+        let acquired: Result<bool, _> =
+            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended('reproq:beat', 0))")
+                .fetch_one(&mut conn)
+                .await;
+        if acquired.unwrap_or(false) {
+            *leader = Some(conn);
+            true
+        } else {
+            let _ = conn.close().await;
+            false
+        }
+    }
+
+    fn record(&self, report: PassReport, trouble: &mut HashMap<String, RowTrouble>) {
+        if report.enqueued > 0 {
+            tracing::info!(count = report.enqueued, "Enqueued periodic tasks");
+        }
+        let failed: Vec<&String> = report.failures.iter().map(|(name, _)| name).collect();
+        trouble.retain(|name, _| failed.contains(&name));
+        for (name, error) in report.failures {
+            let entry = trouble.entry(name.clone()).or_insert(RowTrouble {
+                failures: 0,
+                retry_at: Instant::now(),
+                last_error: String::new(),
+            });
+            entry.failures += 1;
+            let passes = 1_u32 << (entry.failures - 1).min(5);
+            entry.retry_at = Instant::now() + self.interval * passes.min(MAX_BACKOFF_PASSES);
+            if entry.last_error != error {
+                tracing::error!(periodic_name = %name, error = %error, retry_in_passes = passes, "Failed to enqueue periodic tasks");
+                entry.last_error = error;
+            }
+        }
+    }
+}
