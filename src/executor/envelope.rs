@@ -94,7 +94,7 @@ pub fn parse(stdout: &Captured) -> Envelope {
     if text == "null" {
         return Envelope::default();
     }
-    let whole_error = match serde_json::from_str::<Wire>(text) {
+    let whole_error = match parse_object(text) {
         Ok(wire) => return wire.into(),
         Err(error) => error,
     };
@@ -106,12 +106,23 @@ pub fn parse(stdout: &Captured) -> Envelope {
         .find_map(|line| {
             let value: serde_json::Value = serde_json::from_str(line).ok()?;
             value.get("ok")?;
-            serde_json::from_str::<Wire>(line).ok()
+            parse_object(line).ok()
         });
     match from_last_line {
         Some(wire) => wire.into(),
         None => invalid(&format!("Invalid JSON on stdout: {whole_error}")),
     }
+}
+
+/// Decodes a JSON object (serde would also accept an array for a struct).
+fn parse_object(text: &str) -> Result<Wire, String> {
+    if !text.starts_with('{') {
+        return Err(match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(_) => "the output is not a JSON object".to_owned(),
+            Err(error) => error.to_string(),
+        });
+    }
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 fn invalid(message: &str) -> Envelope {

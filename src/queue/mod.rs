@@ -2,16 +2,20 @@
 //! here spawns tasks or processes; `runner/` decides when to call these.
 
 pub mod backoff;
+pub mod cancel;
 pub mod claim;
 pub mod claim_order;
 pub mod complete;
 pub mod error_object;
 pub mod lease;
 pub mod periodic;
+pub mod prune;
 pub mod rate_limit;
 pub mod reclaim;
 pub mod registry;
+pub mod replay;
 pub mod task;
+pub mod triage;
 pub mod workflow;
 
 pub use claim::{ClaimRequest, Claimer};
