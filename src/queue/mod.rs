@@ -10,6 +10,7 @@ pub mod lease;
 pub mod rate_limit;
 pub mod reclaim;
 pub mod registry;
+pub mod stats;
 pub mod task;
 pub mod workflow;
 

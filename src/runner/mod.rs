@@ -5,6 +5,8 @@
 pub mod dispatcher;
 pub mod lease_keeper;
 pub mod maintenance;
+pub mod memory_log;
+pub mod observer;
 pub mod pipeline;
 pub mod running;
 
@@ -23,6 +25,7 @@ use crate::queue::{Claimer, claim_order, registry};
 use crate::shutdown::Shutdown;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
 use lease_keeper::LeaseKeeper;
+use observer::Observer;
 use pipeline::{COMPLETION_DEADLINE, Pipeline};
 use running::Running;
 
@@ -42,6 +45,7 @@ pub struct Worker<E> {
     executor: Arc<E>,
     claimer: Claimer,
     wake: Arc<Notify>,
+    observer: Observer,
 }
 
 impl<E: Executor> Worker<E> {
@@ -58,7 +62,14 @@ impl<E: Executor> Worker<E> {
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
+            observer: Observer::default(),
         })
+    }
+
+    /// The same worker, reporting metrics and events through `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A handle that wakes an idle claim loop at once (for LISTEN/NOTIFY and tests).
@@ -71,15 +82,20 @@ impl<E: Executor> Worker<E> {
     pub async fn run(self, shutdown: Shutdown) -> RunSummary {
         let config = self.config.clone();
         tracing::info!(concurrency = config.concurrency.get(), queues = ?config.queues, "Starting reproq worker");
+        let observer = self
+            .observer
+            .clone()
+            .with_identity(&config.worker_id, &config.process_role);
         let services = CancellationToken::new();
         let mut background = JoinSet::new();
         self.register(&services, &mut background).await;
         if let Some(interval) = config.reclaim_interval {
-            maintenance::reclaim_once(&self.pool, config.max_attempts_default).await;
+            maintenance::reclaim_once(&self.pool, config.max_attempts_default, &observer).await;
             background.spawn(maintenance::run_reclaimer(
                 self.pool.clone(),
                 interval,
                 config.max_attempts_default,
+                observer.clone(),
                 services.clone(),
             ));
         }
@@ -90,6 +106,7 @@ impl<E: Executor> Worker<E> {
             worker_id: config.worker_id.clone(),
             lease: config.lease,
             heartbeat: config.heartbeat,
+            observer: observer.clone(),
         };
         background.spawn(keeper.run(services.clone()));
 
@@ -99,6 +116,7 @@ impl<E: Executor> Worker<E> {
             executor: self.executor.clone(),
             running: running.clone(),
             abort: shutdown.abort.clone(),
+            observer,
         });
         let dispatcher = Dispatcher {
             pipeline,

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::observer::Observer;
 use super::running::{KillReason, Running};
 use crate::config::WorkerConfig;
 use crate::executor::{
@@ -45,6 +46,8 @@ pub struct Pipeline<E> {
     pub running: Arc<Running>,
     /// Fires when running tasks must be killed.
     pub abort: CancellationToken,
+    /// Metrics and events.
+    pub observer: Observer,
 }
 
 impl<E: Executor> Pipeline<E> {
@@ -65,6 +68,7 @@ impl<E: Executor> Pipeline<E> {
                 tracing::error!(error = %message, "Invalid task spec");
                 return self
                     .record(
+                        &task,
                         &lease,
                         &Outcome::Fail {
                             error: TaskError::invalid_spec(&message),
@@ -77,13 +81,14 @@ impl<E: Executor> Pipeline<E> {
         if task.cancel_requested {
             tracing::warn!(task_path = %task_path, "Task cancelled by request");
             let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-            return self.record(&lease, &Outcome::Fail { error }, None).await;
+            return self.record(&task, &lease, &Outcome::Fail { error }, None).await;
         }
         if task.expired {
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
             tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
             return self
                 .record(
+                    &task,
                     &lease,
                     &Outcome::Fail {
                         error: TaskError::expired(&expires_at),
@@ -95,10 +100,11 @@ impl<E: Executor> Pipeline<E> {
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
             let error = TaskError::security_violation(&task_path);
             tracing::warn!(task_path = %task_path, error = %error.message(), "Task rejected by validator");
-            return self.record(&lease, &Outcome::Fail { error }, None).await;
+            return self.record(&task, &lease, &Outcome::Fail { error }, None).await;
         }
 
         tracing::info!(task_path = %task_path, "Executing task");
+        self.observer.started(&task, &task_path);
         let handle = self.running.insert(task.id, task.leased_until, &self.abort);
         let request = ExecRequest {
             result_id: task.id.0,
@@ -107,7 +113,9 @@ impl<E: Executor> Pipeline<E> {
             payload: task.spec_json.clone(),
             timeout: self.timeout_for(&task),
         };
+        let exec_started = std::time::Instant::now();
         let result = self.executor.execute(request, handle.kill.clone()).await;
+        self.observer.executed(&task, exec_started.elapsed());
         let killed_for = handle.reason();
         self.running.remove(task.id);
 
@@ -121,7 +129,7 @@ impl<E: Executor> Pipeline<E> {
             Some(KillReason::Cancelled) => {
                 tracing::warn!(task_path = %task_path, "Task cancelled by request");
                 let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-                self.record(&lease, &Outcome::Fail { error }, logs_uri)
+                self.record(&task, &lease, &Outcome::Fail { error }, logs_uri)
                     .await
             }
             Some(KillReason::LeaseLost) => {
@@ -189,7 +197,7 @@ impl<E: Executor> Pipeline<E> {
                 }
             }
         };
-        self.record(lease, &outcome, logs_uri).await
+        self.record(task, lease, &outcome, logs_uri).await
     }
 
     async fn record_exec_error(
@@ -205,7 +213,7 @@ impl<E: Executor> Pipeline<E> {
         } else {
             Outcome::Fail { error: task_error }
         };
-        self.record(lease, &outcome, None).await
+        self.record(task, lease, &outcome, None).await
     }
 
     /// Retry while attempts remain (infrastructure errors too: fixes §13.5).
@@ -239,8 +247,20 @@ impl<E: Executor> Pipeline<E> {
         .map(|p| p.display().to_string())
     }
 
-    async fn record(&self, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> TaskReport {
-        let write = complete::complete(&self.pool, lease, outcome, logs_uri);
+    async fn record(
+        &self,
+        task: &ClaimedTask,
+        lease: &Lease,
+        outcome: &Outcome,
+        logs_uri: Option<&str>,
+    ) -> TaskReport {
+        let started = std::time::Instant::now();
+        let write = tokio::time::timeout(
+            COMPLETION_DEADLINE,
+            complete::complete(&self.pool, lease, outcome, logs_uri),
+        )
+        .await;
+        self.observer.finished(task, outcome, started.elapsed());
         let failure_message = match outcome {
             Outcome::Success { .. } => "Failed to mark success",
             Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",
@@ -251,7 +271,7 @@ impl<E: Executor> Pipeline<E> {
             }
             _ => "Failed to mark failure",
         };
-        match tokio::time::timeout(COMPLETION_DEADLINE, write).await {
+        match write {
             Ok(Ok(dependants_failed)) => {
                 if dependants_failed > 0 {
                     tracing::warn!(
