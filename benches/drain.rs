@@ -19,30 +19,50 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Sum of own and reaped-children CPU (clock ticks) over processes whose command name starts with `postgres`.
 fn postgres_cpu_ticks() -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         let Some(open) = stat.find('(') else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         if !stat[open + 1..close].starts_with("postgres") {
             continue;
         }
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
         // utime, stime, and cutime, cstime: a backend that exits hands its CPU time
         // to the postmaster's children counters, so both are needed.
-        total += (11..=14).map(|i| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)).sum::<u64>();
+        total += (11..=14)
+            .map(|i| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum::<u64>();
     }
     total
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn main() {
@@ -82,19 +102,51 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let stand_in = dir.path().join("python-stand-in");
-    std::fs::write(&stand_in, "#!/bin/sh\nprintf '{\"ok\": true, \"return\": null}\\n'\n").unwrap();
-    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &stand_in,
+        "#!/bin/sh\nprintf '{\"ok\": true, \"return\": null}\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let (python_bin, module) = match executor.as_str() {
-        "python" => ("python3".to_owned(), "tests.python.fake_executor".to_owned()),
+        "python" => (
+            "python3".to_owned(),
+            "tests.python.fake_executor".to_owned(),
+        ),
         _ => (stand_in.display().to_string(), "unused".to_owned()),
     };
 
     let cpu_before = postgres_cpu_ticks();
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reproq"))
-        .args(["worker", "--burst", "--dsn", &url, "--concurrency", &concurrency.to_string()])
-        .args(["--python-bin", &python_bin, "--executor-module", &module, "--allowed-task-modules", "*"])
-        .args(["--poll-min-backoff", "10ms", "--poll-max-backoff", "50ms", "--reclaim-interval-seconds", "0"])
+        .args([
+            "worker",
+            "--burst",
+            "--dsn",
+            &url,
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .args([
+            "--python-bin",
+            &python_bin,
+            "--executor-module",
+            &module,
+            "--allowed-task-modules",
+            "*",
+        ])
+        .args([
+            "--poll-min-backoff",
+            "10ms",
+            "--poll-max-backoff",
+            "50ms",
+            "--reclaim-interval-seconds",
+            "0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -114,10 +166,16 @@ fn main() {
 
     let done: i64 = rt.block_on(async {
         let mut conn = PgConnection::connect_with(&options).await.unwrap();
-        let done = sqlx::query_scalar("select count(*) from task_runs where status = 'SUCCESSFUL'").fetch_one(&mut conn).await.unwrap();
+        let done = sqlx::query_scalar("select count(*) from task_runs where status = 'SUCCESSFUL'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         conn.close().await.unwrap();
         let mut admin_conn = PgConnection::connect_with(&admin).await.unwrap();
-        sqlx::raw_sql(&format!("drop database {name} with (force)")).execute(&mut admin_conn).await.unwrap();
+        sqlx::raw_sql(&format!("drop database {name} with (force)"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
         done
     });
     let pg_cpu_ms = cpu_ticks as f64 / ticks_per_second * 1000.0;

@@ -91,7 +91,10 @@ impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
         self.queue.as_ref().is_none_or(|q| *q == event.queue)
-            && self.worker_id.as_ref().is_none_or(|w| *w == event.worker_id)
+            && self
+                .worker_id
+                .as_ref()
+                .is_none_or(|w| *w == event.worker_id)
             && self.task_id.is_none_or(|t| t == event.task_id)
     }
 }

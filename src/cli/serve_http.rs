@@ -88,8 +88,7 @@ impl Services {
         }
         let access = Access::from_config(&config.metrics)?;
         let tls = http::tls::acceptor(&config.metrics)?;
-        if access.is_open() && !http::is_loopback(addr) && config.metrics.tls_client_ca.is_none()
-        {
+        if access.is_open() && !http::is_loopback(addr) && config.metrics.tls_client_ca.is_none() {
             tracing::warn!(
                 addr,
                 "Metrics endpoint has no auth; bind to localhost or set --metrics-auth-token"

@@ -8,8 +8,8 @@ use clap::{ArgMatches, Args};
 use anyhow::Context;
 use tracing::Instrument;
 
-use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
 use super::serve_http::{HttpEnv, Services};
+use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
 use crate::executor::SpawnExecutor;
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;

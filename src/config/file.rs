@@ -468,7 +468,13 @@ mod tests {
             let worker = file.section("worker").unwrap();
             assert_eq!(worker.int("concurrency").unwrap(), Some(10), "{name}");
             assert_eq!(worker.list("allowed_task_modules").unwrap(), None, "{name}");
-            assert_eq!(file.section("metrics").unwrap().duration("auth_window").unwrap(), Some(Duration::from_secs(60)));
+            assert_eq!(
+                file.section("metrics")
+                    .unwrap()
+                    .duration("auth_window")
+                    .unwrap(),
+                Some(Duration::from_secs(60))
+            );
         }
     }
 

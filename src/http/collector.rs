@@ -56,14 +56,16 @@ pub async fn collect_once(pool: &PgPool, metrics: &Metrics, cpu: &mut CpuSampler
         .pool_in_use
         .set(i64::from(pool.size().saturating_sub(idle)));
 
-    if let Some(counts) = query(stats::task_counts(pool), "Queue metrics collection failed").await
-    {
+    if let Some(counts) = query(stats::task_counts(pool), "Queue metrics collection failed").await {
         metrics.queue_depth.set(counts.queued);
         metrics.tasks_running.set(counts.running);
         metrics.concurrency_in_use.set(counts.running);
     }
-    if let Some(workers) =
-        query(stats::worker_counts(pool), "Worker metrics collection failed").await
+    if let Some(workers) = query(
+        stats::worker_counts(pool),
+        "Worker metrics collection failed",
+    )
+    .await
     {
         metrics.workers.set(workers.workers);
         metrics.concurrency_limit.set(workers.concurrency);

@@ -58,7 +58,10 @@ mod tests {
         let claims = json!({"sub": "1", "superuser": true, "iss": "reproq-django", "aud": "reproq-tui", "exp": later()});
         assert!(is_valid(&mint(Algorithm::HS256, claims, "s3"), "s3"));
         let array_aud = json!({"superuser": true, "aud": ["x", "reproq-worker"]});
-        assert!(is_valid(&mint(Algorithm::HS256, array_aud, "s3"), "s3"), "no exp is accepted");
+        assert!(
+            is_valid(&mint(Algorithm::HS256, array_aud, "s3"), "s3"),
+            "no exp is accepted"
+        );
     }
 
     #[test]
@@ -67,14 +70,33 @@ mod tests {
         let cases = [
             (Algorithm::HS512, good.clone(), "s3"),
             (Algorithm::HS256, good.clone(), "other"),
-            (Algorithm::HS256, json!({"superuser": true, "aud": "reproq-tui", "exp": 1000}), "s3"),
-            (Algorithm::HS256, json!({"superuser": true, "aud": "someone"}), "s3"),
+            (
+                Algorithm::HS256,
+                json!({"superuser": true, "aud": "reproq-tui", "exp": 1000}),
+                "s3",
+            ),
+            (
+                Algorithm::HS256,
+                json!({"superuser": true, "aud": "someone"}),
+                "s3",
+            ),
             (Algorithm::HS256, json!({"superuser": true}), "s3"),
-            (Algorithm::HS256, json!({"superuser": "true", "aud": "reproq-tui"}), "s3"),
-            (Algorithm::HS256, json!({"superuser": true, "aud": "reproq-tui", "iss": "evil"}), "s3"),
+            (
+                Algorithm::HS256,
+                json!({"superuser": "true", "aud": "reproq-tui"}),
+                "s3",
+            ),
+            (
+                Algorithm::HS256,
+                json!({"superuser": true, "aud": "reproq-tui", "iss": "evil"}),
+                "s3",
+            ),
         ];
         for (alg, claims, secret) in cases {
-            assert!(!is_valid(&mint(alg, claims.clone(), secret), "s3"), "{alg:?} {claims}");
+            assert!(
+                !is_valid(&mint(alg, claims.clone(), secret), "s3"),
+                "{alg:?} {claims}"
+            );
         }
     }
 
@@ -83,7 +105,11 @@ mod tests {
         // {"alg":"none","typ":"JWT"} . {"superuser":true,"aud":"reproq-tui"} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdXBlcnVzZXIiOnRydWUsImF1ZCI6InJlcHJvcS10dWkifQ.";
         assert!(!is_valid(none, "s3"));
-        let good = mint(Algorithm::HS256, json!({"superuser": true, "aud": "reproq-tui"}), "s3");
+        let good = mint(
+            Algorithm::HS256,
+            json!({"superuser": true, "aud": "reproq-tui"}),
+            "s3",
+        );
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
         parts[1].push('=');
         assert!(!is_valid(&parts.join("."), "s3"));

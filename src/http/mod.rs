@@ -254,7 +254,12 @@ mod tests {
 
     #[test]
     fn loopback_addresses() {
-        for addr in ["localhost:9090", "LOCALHOST:1", "127.0.0.1:9090", "[::1]:9090"] {
+        for addr in [
+            "localhost:9090",
+            "LOCALHOST:1",
+            "127.0.0.1:9090",
+            "[::1]:9090",
+        ] {
             assert!(is_loopback(addr), "{addr}");
         }
         for addr in [":9090", "0.0.0.0:9090", "example.com:80", "9090"] {

@@ -45,7 +45,8 @@ pub fn acceptor(config: &MetricsConfig) -> Result<Option<TlsAcceptor>, HttpError
 }
 
 fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpError> {

@@ -5,8 +5,8 @@
 pub mod process;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Buckets of every duration histogram but queue wait (seconds).
@@ -14,9 +14,8 @@ pub const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Buckets of `reproq_queue_wait_duration_seconds` (seconds).
-pub const QUEUE_WAIT_BUCKETS: [f64; 10] = [
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
-];
+pub const QUEUE_WAIT_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// `status` label value of a task outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +218,11 @@ impl Metrics {
                 "Number of active database connections in the pool",
             ),
             pool_wait_count,
-            queue_depth: gauge(r, "reproq_queue_depth", "Number of queued tasks (READY/WAITING)."),
+            queue_depth: gauge(
+                r,
+                "reproq_queue_depth",
+                "Number of queued tasks (READY/WAITING).",
+            ),
             tasks_running: gauge(r, "reproq_tasks_running", "Number of running tasks."),
             workers: gauge(r, "reproq_workers", "Number of registered workers."),
             concurrency_in_use: gauge(
@@ -308,11 +311,22 @@ mod tests {
         metrics.observe_claim("default", 0.002);
         metrics.task_claimed("default", 3.0);
         let text = String::from_utf8(metrics.encode()).unwrap();
-        assert!(text.contains(r#"reproq_tasks_processed_total{queue="default",status="success"} 1"#), "{text}");
-        assert!(!text.contains(r#"reproq_tasks_processed_total{queue="default",status="failure"}"#));
-        assert!(text.contains(r#"reproq_tasks_completed_total{queue="default",status="failure"} 1"#));
-        assert!(text.contains(r#"reproq_db_operation_duration_seconds_count{operation="claim"} 1"#));
-        assert!(text.contains(r#"reproq_queue_wait_duration_seconds_bucket{queue="default",le="4"} 1"#));
+        assert!(
+            text.contains(r#"reproq_tasks_processed_total{queue="default",status="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"reproq_tasks_processed_total{queue="default",status="failure"}"#)
+        );
+        assert!(
+            text.contains(r#"reproq_tasks_completed_total{queue="default",status="failure"} 1"#)
+        );
+        assert!(
+            text.contains(r#"reproq_db_operation_duration_seconds_count{operation="claim"} 1"#)
+        );
+        assert!(
+            text.contains(r#"reproq_queue_wait_duration_seconds_bucket{queue="default",le="4"} 1"#)
+        );
         assert!(text.contains("# TYPE reproq_queue_depth gauge"));
     }
 }

@@ -63,9 +63,18 @@ mod tests {
     fn intervals_are_go_durations_or_seconds() {
         assert_eq!(parse_interval(None), Ok(None));
         assert_eq!(parse_interval(Some("  ")), Ok(None));
-        assert_eq!(parse_interval(Some("120")), Ok(Some(Duration::from_secs(120))));
-        assert_eq!(parse_interval(Some("45s")), Ok(Some(Duration::from_secs(45))));
-        assert_eq!(parse_interval(Some("1m30s")), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(
+            parse_interval(Some("120")),
+            Ok(Some(Duration::from_secs(120)))
+        );
+        assert_eq!(
+            parse_interval(Some("45s")),
+            Ok(Some(Duration::from_secs(45)))
+        );
+        assert_eq!(
+            parse_interval(Some("1m30s")),
+            Ok(Some(Duration::from_secs(90)))
+        );
         for bad in ["0", "-5", "0s", "-1m", "soon"] {
             assert!(parse_interval(Some(bad)).is_err(), "{bad}");
         }

@@ -87,22 +87,35 @@ impl Observer {
             return;
         }
         let task_path = crate::runner::pipeline::resolve_task_path(task).unwrap_or_default();
-        let with_path = |m: &mut Vec<(&'static str, String)>| m.push(("task_path", task_path.clone()));
+        let with_path =
+            |m: &mut Vec<(&'static str, String)>| m.push(("task_path", task_path.clone()));
         match outcome {
             Outcome::Success { .. } => {
-                self.publish(task, Level::Info, "task_success", "task completed", with_path);
+                self.publish(
+                    task,
+                    Level::Info,
+                    "task_success",
+                    "task completed",
+                    with_path,
+                );
             }
             Outcome::Retry { error, delay } if error.kind() == "app_error" => {
-                let next_run = chrono::Local::now()
-                    + chrono::Duration::from_std(*delay).unwrap_or_default();
-                self.publish(task, Level::Warn, "task_retry", "task failed; retrying", |m| {
-                    with_path(m);
-                    app_error_metadata(error, m);
-                    m.push((
-                        "next_run",
-                        next_run.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                    ));
-                });
+                let next_run =
+                    chrono::Local::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
+                self.publish(
+                    task,
+                    Level::Warn,
+                    "task_retry",
+                    "task failed; retrying",
+                    |m| {
+                        with_path(m);
+                        app_error_metadata(error, m);
+                        m.push((
+                            "next_run",
+                            next_run.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        ));
+                    },
+                );
             }
             Outcome::Retry { error, .. } | Outcome::Fail { error } => {
                 self.publish_failure(task, error, with_path);
@@ -135,9 +148,15 @@ impl Observer {
                 "task cancelled by request",
                 |m| reason(m, "cancel_requested"),
             ),
-            "invalid_spec" => self.publish(task, Level::Error, "task_invalid", "invalid task spec", |m| {
-                m.push(("reason", "invalid_spec".to_owned()));
-            }),
+            "invalid_spec" => self.publish(
+                task,
+                Level::Error,
+                "task_invalid",
+                "invalid task spec",
+                |m| {
+                    m.push(("reason", "invalid_spec".to_owned()));
+                },
+            ),
             "security_violation" => self.publish(
                 task,
                 Level::Warn,
@@ -177,10 +196,14 @@ impl Observer {
             }
         }
         if task.attempts > 0 {
-            event.metadata.insert("attempt".into(), task.attempts.to_string());
+            event
+                .metadata
+                .insert("attempt".into(), task.attempts.to_string());
         }
         if task.max_attempts > 0 {
-            event.metadata.insert("max_attempts".into(), task.max_attempts.to_string());
+            event
+                .metadata
+                .insert("max_attempts".into(), task.max_attempts.to_string());
         }
         if !self.role.is_empty() {
             event

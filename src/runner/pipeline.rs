@@ -81,7 +81,9 @@ impl<E: Executor> Pipeline<E> {
         if task.cancel_requested {
             tracing::warn!(task_path = %task_path, "Task cancelled by request");
             let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-            return self.record(&task, &lease, &Outcome::Fail { error }, None).await;
+            return self
+                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .await;
         }
         if task.expired {
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
@@ -100,7 +102,9 @@ impl<E: Executor> Pipeline<E> {
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
             let error = TaskError::security_violation(&task_path);
             tracing::warn!(task_path = %task_path, error = %error.message(), "Task rejected by validator");
-            return self.record(&task, &lease, &Outcome::Fail { error }, None).await;
+            return self
+                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .await;
         }
 
         tracing::info!(task_path = %task_path, "Executing task");

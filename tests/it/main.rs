@@ -4,6 +4,7 @@
 
 mod claim;
 mod cli;
+mod http;
 mod limit;
 mod schema;
 mod support;
