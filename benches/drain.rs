@@ -119,12 +119,12 @@ fn main() {
     let (python_bin, module, mode) = match executor.as_str() {
         "python" => (
             "python3".to_owned(),
-            "tests.python.fake_executor".to_owned(),
+            "benches.python.noop_executor".to_owned(),
             "spawn",
         ),
         "pool" => (
             "python3".to_owned(),
-            "tests.python.fake_executor".to_owned(),
+            "benches.python.noop_executor".to_owned(),
             "pool",
         ),
         _ => (stand_in.display().to_string(), "unused".to_owned(), "spawn"),

@@ -9,6 +9,9 @@
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
 //! - `db/`: connecting a pool; the idempotent schema migrations.
 //! - `queue/`: one-shot SQL operations, one file per operation.
+//! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
+//!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing
+//!   of ours; `runner/observer.rs` feeds both from the task pipeline.
 //!
 //! # Invariants
 //!
@@ -22,7 +25,10 @@ pub mod beat;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod executor;
+pub mod http;
+pub mod metrics;
 pub mod queue;
 pub mod runner;
 pub mod shutdown;

@@ -12,6 +12,7 @@ mod limit;
 mod migrate;
 mod prune;
 mod replay;
+mod serve_http;
 mod torture;
 mod triage;
 mod worker;

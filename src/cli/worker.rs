@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args};
 use anyhow::Context;
 use tracing::Instrument;
 
+use super::serve_http::{HttpEnv, Services};
 use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
 use crate::executor::AnyExecutor;
 use crate::runner::Worker;
@@ -73,16 +74,17 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     for warning in &config.warnings {
         tracing::warn!(warning = %warning, "Config file warning");
     }
+    let env = HttpEnv::from_env();
+    if env.low_memory {
+        tracing::warn!(
+            env = "LOW_MEMORY_MODE",
+            "Low memory mode enabled; metrics/health/events disabled"
+        );
+    }
     if config.payload_mode == PayloadMode::Inline {
         tracing::warn!(
             payload_mode = "inline",
             "Payload mode inline exposes payload in process args; prefer stdin or file"
-        );
-    }
-    if config.metrics.listen.is_some() {
-        tracing::warn!(
-            addr = config.metrics.listen.as_deref().unwrap_or(""),
-            "The HTTP server (/metrics, /healthz, /events) is not built yet; continuing without it"
         );
     }
     let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS)
@@ -92,11 +94,14 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let signals = shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
+    let services = Services::start(&config, &env, &pool, &shutdown).await?;
     let executor = AnyExecutor::for_config(&config).context("preparing the executor")?;
     let worker = Worker::new(config, pool.clone(), executor)
         .await
-        .context("inspecting the schema")?;
+        .context("inspecting the schema")?
+        .with_observer(services.observer.clone());
     let summary = worker.run(shutdown.clone()).await;
+    services.stop().await;
     signals.abort();
     pool.close().await;
     tracing::info!(reason = ?summary.reason, "Exiting");
@@ -132,6 +137,7 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
             setting.value
         );
     }
+    check_http(&config).await;
     match crate::db::connect(&config.dsn, 1).await {
         Ok(_) => {
             println!("database: ok ({})", config.dsn);
@@ -143,6 +149,26 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
             println!("  - database: {error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Reports (as warnings, never failures) whether the HTTP server could start.
+async fn check_http(config: &WorkerConfig) {
+    let Some(addr) = config.metrics.listen.as_deref() else {
+        return;
+    };
+    if let Err(error) = crate::http::auth::Access::from_config(&config.metrics) {
+        println!("warning: metrics server: {error}");
+    }
+    if let Err(error) = crate::http::tls::acceptor(&config.metrics) {
+        println!("warning: metrics server: {error}");
+    }
+    match crate::http::bind(addr).await {
+        Ok(listener) => {
+            drop(listener);
+            println!("metrics: {addr} can be bound");
+        }
+        Err(error) => println!("warning: metrics address {addr} cannot be bound: {error}"),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod rate_limit;
 pub mod reclaim;
 pub mod registry;
 pub mod replay;
+pub mod stats;
 pub mod task;
 pub mod triage;
 pub mod workflow;

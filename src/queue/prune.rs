@@ -19,7 +19,9 @@ pub enum PruneTarget {
 impl PruneTarget {
     fn predicate(&self) -> &'static str {
         match self {
-            PruneTarget::Expired => "t.expires_at is not null and t.expires_at <= now() and t.status <> 'RUNNING'",
+            PruneTarget::Expired => {
+                "t.expires_at is not null and t.expires_at <= now() and t.status <> 'RUNNING'"
+            }
             PruneTarget::SuccessfulOlderThan(_) => {
                 "t.status = 'SUCCESSFUL' and t.finished_at < now() - make_interval(secs => $2::float8)"
             }
@@ -39,7 +41,12 @@ impl PruneTarget {
 ///
 /// # Errors
 /// Database errors; nothing is deleted then.
-pub async fn prune(pool: &PgPool, target: PruneTarget, limit: Option<i64>, dry_run: bool) -> Result<u64, sqlx::Error> {
+pub async fn prune(
+    pool: &PgPool,
+    target: PruneTarget,
+    limit: Option<i64>,
+    dry_run: bool,
+) -> Result<u64, sqlx::Error> {
     let order = match target {
         PruneTarget::Expired => "t.expires_at",
         PruneTarget::SuccessfulOlderThan(_) => "t.finished_at",
@@ -64,7 +71,10 @@ pub async fn prune(pool: &PgPool, target: PruneTarget, limit: Option<i64>, dry_r
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    let deleted = sqlx::query("delete from task_runs where result_id = any($1::bigint[])").bind(&ids).execute(&mut *tx).await?;
+    let deleted = sqlx::query("delete from task_runs where result_id = any($1::bigint[])")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(deleted.rows_affected())
 }

@@ -49,7 +49,9 @@ pub async fn replay(pool: &PgPool, source: &ReplaySource) -> Result<ReplayOutcom
         .fetch_optional(pool)
         .await?,
     };
-    let Some((source_id, hash)) = source_id else { return Ok(ReplayOutcome::Missing) };
+    let Some((source_id, hash)) = source_id else {
+        return Ok(ReplayOutcome::Missing);
+    };
     if let Some(active) = active_twin(pool, &hash).await? {
         return Ok(ReplayOutcome::AlreadyActive(active));
     }
@@ -67,10 +69,15 @@ pub async fn replay(pool: &PgPool, source: &ReplaySource) -> Result<ReplayOutcom
     .fetch_one(pool)
     .await;
     match inserted {
-        Ok(new) => Ok(ReplayOutcome::Replayed { source: source_id, new }),
+        Ok(new) => Ok(ReplayOutcome::Replayed {
+            source: source_id,
+            new,
+        }),
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
             // Lost a race with another insert of the same spec.
-            Ok(ReplayOutcome::AlreadyActive(active_twin(pool, &hash).await?.unwrap_or(source_id)))
+            Ok(ReplayOutcome::AlreadyActive(
+                active_twin(pool, &hash).await?.unwrap_or(source_id),
+            ))
         }
         Err(error) => Err(error),
     }

@@ -44,7 +44,11 @@ const COLUMNS: &str = "result_id, queue_name, coalesce(task_path, spec_json->>'t
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(pool: &PgPool, queue: Option<&str>, limit: i64) -> Result<Vec<FailedTask>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    queue: Option<&str>,
+    limit: i64,
+) -> Result<Vec<FailedTask>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from task_runs where status = 'FAILED' and ($1::text is null or queue_name = $1::text) \
          order by failed_at desc nulls last, finished_at desc nulls last, result_id desc limit $2::bigint"

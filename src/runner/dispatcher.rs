@@ -158,7 +158,11 @@ impl<E: Executor> Dispatcher<E> {
                 lease: config.lease,
                 limit: batch,
             };
+            let started = std::time::Instant::now();
             let claimed = self.claimer.claim(&self.pipeline.pool, &request).await?;
+            self.pipeline
+                .observer
+                .claimed(request.queue, started.elapsed(), &claimed);
             if !claimed.is_empty() {
                 *next_queue = index + 1;
                 return Ok(claimed);

@@ -33,6 +33,8 @@ pub struct LeaseKeeper {
     pub lease: Duration,
     /// Renewal period; `None` disables renewals (cancel polling continues).
     pub heartbeat: Option<Duration>,
+    /// Times each renewal.
+    pub observer: super::observer::Observer,
 }
 
 impl LeaseKeeper {
@@ -60,7 +62,11 @@ impl LeaseKeeper {
 
     /// One renewal pass (also used by tests).
     pub async fn renew(&self, ids: &[TaskId]) {
-        match lease::renew(&self.pool, ids, &self.worker_id, self.lease).await {
+        let started = Instant::now();
+        let renewal = lease::renew(&self.pool, ids, &self.worker_id, self.lease).await;
+        self.observer
+            .db_operation(crate::metrics::DbOperation::Heartbeat, started.elapsed());
+        match renewal {
             Ok(renewed) => {
                 for row in &renewed {
                     self.running.renewed(row.id, row.leased_until);

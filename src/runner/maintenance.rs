@@ -6,14 +6,19 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::observer::Observer;
+use crate::metrics::DbOperation;
 use crate::queue::{reclaim, registry};
 
 /// How often the worker row is refreshed.
 pub const REGISTRY_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Runs one reclaim pass and logs it.
-pub async fn reclaim_once(pool: &PgPool, max_attempts_default: i32) {
-    match reclaim::reclaim_expired(pool, max_attempts_default).await {
+pub async fn reclaim_once(pool: &PgPool, max_attempts_default: i32, observer: &Observer) {
+    let started = std::time::Instant::now();
+    let pass = reclaim::reclaim_expired(pool, max_attempts_default).await;
+    observer.db_operation(DbOperation::Reclaim, started.elapsed());
+    match pass {
         Ok(report) if report.requeued + report.failed > 0 => tracing::info!(
             count = report.requeued + report.failed,
             requeued = report.requeued,
@@ -31,11 +36,12 @@ pub async fn run_reclaimer(
     pool: PgPool,
     interval: Duration,
     max_attempts_default: i32,
+    observer: Observer,
     done: CancellationToken,
 ) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(interval) => reclaim_once(&pool, max_attempts_default).await,
+            () = tokio::time::sleep(interval) => reclaim_once(&pool, max_attempts_default, &observer).await,
             () = done.cancelled() => return,
         }
     }

@@ -7,6 +7,8 @@ pub mod completer;
 pub mod dispatcher;
 pub mod lease_keeper;
 pub mod maintenance;
+pub mod memory_log;
+pub mod observer;
 pub mod pipeline;
 pub mod running;
 pub mod wake;
@@ -27,6 +29,7 @@ use crate::shutdown::Shutdown;
 use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
 use lease_keeper::LeaseKeeper;
+use observer::Observer;
 use pipeline::{COMPLETION_DEADLINE, Pipeline};
 use running::Running;
 
@@ -46,6 +49,7 @@ pub struct Worker<E> {
     executor: Arc<E>,
     claimer: Claimer,
     wake: Arc<Notify>,
+    observer: Observer,
 }
 
 impl<E: Executor> Worker<E> {
@@ -62,7 +66,14 @@ impl<E: Executor> Worker<E> {
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
+            observer: Observer::default(),
         })
+    }
+
+    /// The same worker, reporting metrics and events through `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A handle that wakes an idle claim loop at once (for LISTEN/NOTIFY and tests).
@@ -75,15 +86,20 @@ impl<E: Executor> Worker<E> {
     pub async fn run(self, shutdown: Shutdown) -> RunSummary {
         let config = self.config.clone();
         tracing::info!(concurrency = config.concurrency.get(), queues = ?config.queues, "Starting reproq worker");
+        let observer = self
+            .observer
+            .clone()
+            .with_identity(&config.worker_id, &config.process_role);
         let services = CancellationToken::new();
         let mut background = JoinSet::new();
         self.register(&services, &mut background).await;
         if let Some(interval) = config.reclaim_interval {
-            maintenance::reclaim_once(&self.pool, config.max_attempts_default).await;
+            maintenance::reclaim_once(&self.pool, config.max_attempts_default, &observer).await;
             background.spawn(maintenance::run_reclaimer(
                 self.pool.clone(),
                 interval,
                 config.max_attempts_default,
+                observer.clone(),
                 services.clone(),
             ));
         }
@@ -94,6 +110,7 @@ impl<E: Executor> Worker<E> {
             worker_id: config.worker_id.clone(),
             lease: config.lease,
             heartbeat: config.heartbeat,
+            observer: observer.clone(),
         };
         background.spawn(keeper.run(services.clone()));
         let wake = self.wake.clone();
@@ -112,6 +129,7 @@ impl<E: Executor> Worker<E> {
             running: running.clone(),
             abort: shutdown.abort.clone(),
             completer,
+            observer,
         });
         let dispatcher = Dispatcher {
             pipeline,

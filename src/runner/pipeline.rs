@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::completer::Completer;
+use super::observer::Observer;
 use super::running::{KillReason, Running};
 use crate::config::WorkerConfig;
 use crate::executor::{
@@ -48,6 +49,8 @@ pub struct Pipeline<E> {
     pub abort: CancellationToken,
     /// Records successes in batches.
     pub completer: Completer,
+    /// Metrics and events.
+    pub observer: Observer,
 }
 
 impl<E: Executor> Pipeline<E> {
@@ -68,6 +71,7 @@ impl<E: Executor> Pipeline<E> {
                 tracing::error!(error = %message, "Invalid task spec");
                 return self
                     .record(
+                        &task,
                         &lease,
                         &Outcome::Fail {
                             error: TaskError::invalid_spec(&message),
@@ -80,13 +84,16 @@ impl<E: Executor> Pipeline<E> {
         if task.cancel_requested {
             tracing::warn!(task_path = %task_path, "Task cancelled by request");
             let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-            return self.record(&lease, &Outcome::Fail { error }, None).await;
+            return self
+                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .await;
         }
         if task.expired {
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
             tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
             return self
                 .record(
+                    &task,
                     &lease,
                     &Outcome::Fail {
                         error: TaskError::expired(&expires_at),
@@ -98,10 +105,13 @@ impl<E: Executor> Pipeline<E> {
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
             let error = TaskError::security_violation(&task_path);
             tracing::warn!(task_path = %task_path, error = %error.message(), "Task rejected by validator");
-            return self.record(&lease, &Outcome::Fail { error }, None).await;
+            return self
+                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .await;
         }
 
         tracing::info!(task_path = %task_path, "Executing task");
+        self.observer.started(&task, &task_path);
         let handle = self.running.insert(task.id, task.leased_until, &self.abort);
         let request = ExecRequest {
             result_id: task.id.0,
@@ -110,7 +120,9 @@ impl<E: Executor> Pipeline<E> {
             payload: task.spec_json.clone(),
             timeout: self.timeout_for(&task),
         };
+        let exec_started = std::time::Instant::now();
         let result = self.executor.execute(request, handle.kill.clone()).await;
+        self.observer.executed(&task, exec_started.elapsed());
         let killed_for = handle.reason();
         self.running.remove(task.id);
 
@@ -124,7 +136,7 @@ impl<E: Executor> Pipeline<E> {
             Some(KillReason::Cancelled) => {
                 tracing::warn!(task_path = %task_path, "Task cancelled by request");
                 let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-                self.record(&lease, &Outcome::Fail { error }, logs_uri)
+                self.record(&task, &lease, &Outcome::Fail { error }, logs_uri)
                     .await
             }
             Some(KillReason::LeaseLost) => {
@@ -192,7 +204,7 @@ impl<E: Executor> Pipeline<E> {
                 }
             }
         };
-        self.record(lease, &outcome, logs_uri).await
+        self.record(task, lease, &outcome, logs_uri).await
     }
 
     async fn record_exec_error(
@@ -212,7 +224,7 @@ impl<E: Executor> Pipeline<E> {
         } else {
             Outcome::Fail { error: task_error }
         };
-        self.record(lease, &outcome, None).await
+        self.record(task, lease, &outcome, None).await
     }
 
     /// Retry while attempts remain (infrastructure errors too: fixes §13.5).
@@ -244,7 +256,14 @@ impl<E: Executor> Pipeline<E> {
         .map(|p| p.display().to_string())
     }
 
-    async fn record(&self, lease: &Lease, outcome: &Outcome, logs_uri: Option<&str>) -> TaskReport {
+    async fn record(
+        &self,
+        task: &ClaimedTask,
+        lease: &Lease,
+        outcome: &Outcome,
+        logs_uri: Option<&str>,
+    ) -> TaskReport {
+        let started = std::time::Instant::now();
         let write = async {
             match outcome {
                 Outcome::Success { return_json } => self
@@ -259,6 +278,8 @@ impl<E: Executor> Pipeline<E> {
                 _ => complete::complete(&self.pool, lease, outcome, logs_uri).await,
             }
         };
+        let write = tokio::time::timeout(COMPLETION_DEADLINE, write).await;
+        self.observer.finished(task, outcome, started.elapsed());
         let failure_message = match outcome {
             Outcome::Success { .. } => "Failed to mark success",
             Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",
@@ -269,7 +290,7 @@ impl<E: Executor> Pipeline<E> {
             }
             _ => "Failed to mark failure",
         };
-        match tokio::time::timeout(COMPLETION_DEADLINE, write).await {
+        match write {
             Ok(Ok(dependants_failed)) => {
                 if dependants_failed > 0 {
                     tracing::warn!(

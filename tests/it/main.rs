@@ -5,6 +5,7 @@
 mod beat;
 mod claim;
 mod cli;
+mod http;
 mod limit;
 mod pool;
 mod schema;
