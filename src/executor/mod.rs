@@ -111,6 +111,11 @@ pub trait Executor: Send + Sync + 'static {
         None
     }
 
+    /// Figures of a warm pool, for metrics; `None` for executors without one.
+    fn pool_stats(&self) -> Option<&pool::PoolStats> {
+        None
+    }
+
     /// Releases long-lived resources (warm runners) once the worker has drained.
     fn close(&self) -> impl Future<Output = ()> + Send {
         async {}
@@ -157,6 +162,13 @@ impl Executor for AnyExecutor {
         match self {
             AnyExecutor::Spawn(executor) => executor.ready_at(),
             AnyExecutor::Pool(executor) => executor.ready_at(),
+        }
+    }
+
+    fn pool_stats(&self) -> Option<&pool::PoolStats> {
+        match self {
+            AnyExecutor::Spawn(executor) => executor.pool_stats(),
+            AnyExecutor::Pool(executor) => executor.pool_stats(),
         }
     }
 

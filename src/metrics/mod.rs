@@ -95,6 +95,14 @@ pub struct Metrics {
     pub queues_paused: IntGauge,
     /// `reproq_concurrency_blocked_tasks`.
     pub concurrency_blocked: IntGauge,
+    /// `reproq_pool_children`: warm runners alive (pool mode).
+    pub pool_children: IntGauge,
+    /// `reproq_pool_busy_children`: warm runners running a task.
+    pub pool_busy_children: IntGauge,
+    /// `reproq_pool_child_start_seconds`: how long the last runner took to start.
+    pub pool_child_start_seconds: prometheus::Gauge,
+    /// `reproq_pool_recycles_total{reason}`: runners replaced, by reason.
+    pub pool_recycles: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -240,6 +248,32 @@ impl Metrics {
                 r,
                 "reproq_concurrency_blocked_tasks",
                 "Number of READY tasks blocked by concurrency limits.",
+            ),
+            pool_children: gauge(
+                r,
+                "reproq_pool_children",
+                "Warm executor runners alive (pool mode).",
+            ),
+            pool_busy_children: gauge(
+                r,
+                "reproq_pool_busy_children",
+                "Warm executor runners running a task (pool mode).",
+            ),
+            pool_child_start_seconds: {
+                let metric = prometheus::Gauge::new(
+                    "reproq_pool_child_start_seconds",
+                    "Start-up time of the most recent warm executor runner.",
+                )
+                .expect("metric names are valid constants");
+                r.register(Box::new(metric.clone()))
+                    .expect("each metric is registered once");
+                metric
+            },
+            pool_recycles: counter_vec(
+                r,
+                "reproq_pool_recycles_total",
+                "Warm executor runners replaced, by reason (max_tasks, max_rss, died, killed).",
+                &["reason"],
             ),
             registry,
         }

@@ -121,6 +121,13 @@ impl<E: Executor> Worker<E> {
             services.clone(),
         ));
 
+        if self.executor.pool_stats().is_some() {
+            background.spawn(sample_pool(
+                self.executor.clone(),
+                observer.clone(),
+                services.clone(),
+            ));
+        }
         let (completer, completer_task) = Completer::start(self.pool.clone());
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
@@ -182,6 +189,20 @@ impl<E: Executor> Worker<E> {
             info,
             services.clone(),
         ));
+    }
+}
+
+/// Copies the warm pool's figures into the metrics every few seconds.
+async fn sample_pool<E: Executor>(executor: Arc<E>, observer: Observer, done: CancellationToken) {
+    let mut seen = [0_u64; 4];
+    loop {
+        if let Some(stats) = executor.pool_stats() {
+            observer.pool(stats, &mut seen);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = done.cancelled() => return,
+        }
     }
 }
 

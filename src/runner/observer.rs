@@ -35,6 +35,34 @@ impl Observer {
         self
     }
 
+    /// Copies the warm pool's figures into the metrics; `seen` remembers the recycle
+    /// totals already counted, so the counters only ever grow by the difference.
+    pub fn pool(&self, stats: &crate::executor::pool::PoolStats, seen: &mut [u64; 4]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(metrics) = &self.metrics else { return };
+        metrics.pool_children.set(stats.alive.load(Relaxed) as i64);
+        metrics
+            .pool_busy_children
+            .set(stats.busy.load(Relaxed) as i64);
+        metrics
+            .pool_child_start_seconds
+            .set(stats.last_start_micros.load(Relaxed) as f64 / 1e6);
+        let recycled = &stats.recycled;
+        let totals = [
+            ("max_tasks", recycled.max_tasks.load(Relaxed)),
+            ("max_rss", recycled.max_rss.load(Relaxed)),
+            ("died", recycled.died.load(Relaxed)),
+            ("killed", recycled.killed.load(Relaxed)),
+        ];
+        for (slot, (reason, total)) in seen.iter_mut().zip(totals) {
+            metrics
+                .pool_recycles
+                .with_label_values(&[reason])
+                .inc_by(total.saturating_sub(*slot));
+            *slot = total;
+        }
+    }
+
     /// One claim call on `queue` that took `elapsed` and returned `claimed`.
     pub fn claimed(&self, queue: &str, elapsed: Duration, claimed: &[ClaimedTask]) {
         let Some(metrics) = &self.metrics else { return };

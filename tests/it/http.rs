@@ -664,3 +664,48 @@ async fn worker_binary_survives_a_taken_port_and_validate_warns() {
     assert!(stdout.contains("\"rss_bytes\":"), "{stdout}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn pool_mode_reports_its_runners() {
+    let db = TestDb::new(Variant::Sql).await;
+    let server = start(
+        &db,
+        &[
+            "--executor-mode",
+            "pool",
+            "--concurrency",
+            "2",
+            "--pool-max-tasks",
+            "1",
+        ],
+        plain(),
+        "http",
+    )
+    .await;
+    let ids = [
+        insert(&db.pool, task("tasks.ok", json!({}))).await,
+        insert(&db.pool, task("tasks.ok", json!({}))).await,
+        insert(&db.pool, task("tasks.sleep", json!({"seconds": 6}))).await,
+    ];
+    wait_for_status(&db.pool, ids[2], "RUNNING", 30).await;
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = server.get("/metrics").await.text().await.unwrap();
+        if sample(&text, "reproq_pool_busy_children ") >= 1.0
+            && sample(&text, r#"reproq_pool_recycles_total{reason="max_tasks"} "#) >= 1.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(sample(&text, "reproq_pool_children ") >= 1.0, "{text}");
+    assert_eq!(sample(&text, "reproq_pool_busy_children "), 1.0, "{text}");
+    assert!(
+        sample(&text, r#"reproq_pool_recycles_total{reason="max_tasks"} "#) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "reproq_pool_child_start_seconds ") > 0.0,
+        "{text}"
+    );
+}

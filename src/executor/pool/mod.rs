@@ -53,6 +53,8 @@ pub struct RecycleCounts {
 pub struct PoolStats {
     /// Runners started.
     pub started: AtomicU64,
+    /// Runners alive now (idle or busy).
+    pub alive: AtomicU64,
     /// Runners currently running a task.
     pub busy: AtomicU64,
     /// Replacements by reason.
@@ -131,6 +133,7 @@ impl PoolExecutor {
         match WarmChild::start(&self.spec).await {
             Ok(child) => {
                 self.stats.started.fetch_add(1, Ordering::Relaxed);
+                self.stats.alive.fetch_add(1, Ordering::Relaxed);
                 let micros = u64::try_from(child.start_time.as_micros()).unwrap_or(u64::MAX);
                 self.stats
                     .last_start_micros
@@ -298,6 +301,7 @@ impl Executor for PoolExecutor {
             Some(Err(_)) => {
                 // The runner died mid-task (`os._exit`, a crash): report its status and replace it.
                 self.stats.recycled.died.fetch_add(1, Ordering::Relaxed);
+                self.stats.alive.fetch_sub(1, Ordering::Relaxed);
                 let status = child
                     .wait()
                     .await
@@ -306,6 +310,7 @@ impl Executor for PoolExecutor {
             }
             None => {
                 self.stats.recycled.killed.fetch_add(1, Ordering::Relaxed);
+                self.stats.alive.fetch_sub(1, Ordering::Relaxed);
                 child.terminate(TERM_GRACE).await;
                 if kill.is_cancelled() {
                     Ending::Killed
@@ -332,6 +337,10 @@ impl Executor for PoolExecutor {
         })
     }
 
+    fn pool_stats(&self) -> Option<&PoolStats> {
+        Some(&self.stats)
+    }
+
     fn ready_at(&self) -> Option<Instant> {
         self.backoff
             .lock()
@@ -344,6 +353,7 @@ impl Executor for PoolExecutor {
         let idle: Vec<WarmChild> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
         for child in idle {
+            self.stats.alive.fetch_sub(1, Ordering::Relaxed);
             child.close().await;
         }
     }
