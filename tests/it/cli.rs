@@ -55,11 +55,7 @@ fn group_without_verb_prints_its_usage() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [
-        &["replay", "--id", "1"][..],
-        &["triage", "list"],
-        &["torture"],
-    ] {
+    for args in [&["enqueue", "--task-path", "tasks.ok"][..], &["torture"]] {
         let output = reproq(
             args,
             &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],

@@ -7,6 +7,7 @@ mod claim;
 mod cli;
 mod http;
 mod limit;
+mod ops;
 mod pool;
 mod schema;
 mod support;
