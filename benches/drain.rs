@@ -56,6 +56,13 @@ fn postgres_cpu_ticks() -> u64 {
     total
 }
 
+/// utime+stime of one process (its own threads only), in clock ticks.
+fn own_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -80,6 +87,8 @@ fn main() {
     let tasks: i64 = env_or("DRAIN_TASKS", 10_000);
     let concurrency: u32 = env_or("DRAIN_CONCURRENCY", 10);
     let executor: String = env_or("DRAIN_EXECUTOR", "sh".to_owned());
+    // The interpreter for `python`/`pool` (a pyenv shim adds a shell per spawn).
+    let python: String = env_or("DRAIN_PYTHON", "python3".to_owned());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin: PgConnectOptions = admin_url.parse().unwrap();
     let name = format!("reproq_bench_{}", std::process::id());
@@ -118,12 +127,12 @@ fn main() {
     .unwrap();
     let (python_bin, module, mode) = match executor.as_str() {
         "python" => (
-            "python3".to_owned(),
+            python.clone(),
             "benches.python.noop_executor".to_owned(),
             "spawn",
         ),
         "pool" => (
-            "python3".to_owned(),
+            python.clone(),
             "benches.python.noop_executor".to_owned(),
             "pool",
         ),
@@ -163,11 +172,13 @@ fn main() {
         .spawn()
         .unwrap();
     let mut peak = 0;
+    let mut worker_ticks = 0;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        worker_ticks = own_cpu_ticks(child.id()).unwrap_or(worker_ticks);
         std::thread::sleep(Duration::from_millis(50));
     };
     let elapsed = started.elapsed();
@@ -191,10 +202,11 @@ fn main() {
     });
     let pg_cpu_ms = cpu_ticks as f64 / ticks_per_second * 1000.0;
     println!(
-        "drain executor={executor} tasks={tasks} concurrency={concurrency}: {:.2}s, {:.0} tasks/s, postgres cpu {:.3} ms/task, worker peak rss {:.1} MiB, successful {done}",
+        "drain executor={executor} tasks={tasks} concurrency={concurrency}: {:.2}s, {:.0} tasks/s, postgres cpu {:.3} ms/task, worker cpu {:.3} ms/task, worker peak rss {:.1} MiB, successful {done}",
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64(),
         pg_cpu_ms / tasks as f64,
+        worker_ticks as f64 * 10.0 / tasks as f64,
         peak as f64 / 1024.0,
     );
     assert_eq!(done, tasks, "every task must succeed");
