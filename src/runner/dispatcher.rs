@@ -17,6 +17,8 @@ use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
 
 /// Most rows taken in one claim.
 pub const MAX_CLAIM_BATCH: usize = 16;
+/// How long a busy worker waits for more free slots before claiming for one.
+pub const CLAIM_COALESCE: Duration = Duration::from_millis(2);
 
 /// Why the claim loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,7 @@ impl<E: Executor> Dispatcher<E> {
         let config = &self.pipeline.config;
         let slots = Arc::new(Semaphore::new(config.concurrency.get()));
         let mut next_queue = 0_usize;
+        let mut last_claim_found_work = false;
         loop {
             while let Some(done) = tasks.try_join_next() {
                 count(stats, done);
@@ -97,11 +100,18 @@ impl<E: Executor> Dispatcher<E> {
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }
                 () = stop.cancelled() => return StopReason::Requested,
             };
+            if !tasks.is_empty() && slots.available_permits() == 0 && last_claim_found_work {
+                // Busy and only one slot free: give other slots a moment to free up so one
+                // claim fills several (fewer statements per task when CPU is the limit).
+                tokio::time::sleep(CLAIM_COALESCE).await;
+            }
             let mut batch = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
             if let Some(remaining) = remaining {
                 batch = batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
             }
-            match self.poll(&mut next_queue, batch).await {
+            let polled = self.poll(&mut next_queue, batch).await;
+            last_claim_found_work = matches!(&polled, Ok(claimed) if !claimed.is_empty());
+            match polled {
                 Ok(claimed) if !claimed.is_empty() => {
                     stats.claimed += claimed.len() as u64;
                     let mut permits = vec![first];
