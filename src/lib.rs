@@ -8,7 +8,15 @@
 //!   and Go-duration parsing.
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
 //! - `db/`: connecting a pool; the idempotent schema migrations.
-//! - `queue/`: one-shot SQL operations, one file per operation.
+//! - `queue/`: one-shot SQL operations, one file per operation (long statements in
+//!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic, ops.
+//! - `executor/`: runs one attempt as a child process (`process.rs`, spawn mode) or in a
+//!   warm runner (`pool/`); envelope parsing, capture caps, log files. No SQL.
+//! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.
+//! - `runner/`: the long-lived services: `dispatcher` (claim loop) → `pipeline` (one
+//!   task) → `completer` (batched success writes); `lease_keeper`, `maintenance`
+//!   (reclaimer, registry), `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.
 //! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
 //!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing
 //!   of ours; `runner/observer.rs` feeds both from the task pipeline.
