@@ -29,7 +29,7 @@ pub struct WorkerFlags {
     /// Config file (YAML or TOML); default: reproq.yaml|yml|toml in the working directory
     #[arg(long, env = "REPROQ_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Worker identity used for leases [default: <hostname>-<pid>]
+    /// Worker identity used for leases [default: HOSTNAME-PID]
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
     /// Role label on events [default: worker]
