@@ -87,6 +87,22 @@ pub enum ExecError {
     },
 }
 
+impl ExecRequest {
+    /// Refuses a payload over `limit` before anything is started (spec §6.2).
+    ///
+    /// # Errors
+    /// [`ExecError::PayloadTooLarge`].
+    pub fn check_payload(&self, limit: usize) -> Result<(), ExecError> {
+        if self.payload.len() > limit {
+            return Err(ExecError::PayloadTooLarge {
+                size: self.payload.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl ExecError {
     /// Whether another attempt could succeed (a missing interpreter may be installed; a
     /// payload will not shrink).

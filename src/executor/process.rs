@@ -77,12 +77,7 @@ impl Executor for SpawnExecutor {
         request: ExecRequest,
         kill: CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
-        if request.payload.len() > self.max_payload_bytes {
-            return Err(ExecError::PayloadTooLarge {
-                size: request.payload.len(),
-                limit: self.max_payload_bytes,
-            });
-        }
+        request.check_payload(self.max_payload_bytes)?;
         let mut command = self.command(&request);
         // Kept alive until the child is done; removed on drop in every outcome.
         let mut _payload_file = None;

@@ -264,12 +264,7 @@ impl Executor for PoolExecutor {
         request: ExecRequest,
         kill: CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
-        if request.payload.len() > self.max_payload_bytes {
-            return Err(ExecError::PayloadTooLarge {
-                size: request.payload.len(),
-                limit: self.max_payload_bytes,
-            });
-        }
+        request.check_payload(self.max_payload_bytes)?;
         let files = TaskFiles::create(&request, self.payload_mode)?;
         let mut child = self.checkout().await?;
         let frame = json!({
