@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod queue;
 pub mod runner;
 pub mod shutdown;
+pub mod spec;
 pub mod telemetry;
 
 /// The crate version, written to `reproq_workers.version` and `reproq --version`.

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod claim;
 pub mod claim_order;
 pub mod complete;
+pub mod enqueue;
 pub mod error_object;
 pub mod lease;
 pub mod periodic;

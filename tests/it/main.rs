@@ -5,6 +5,7 @@
 mod beat;
 mod claim;
 mod cli;
+mod enqueue;
 mod http;
 mod limit;
 mod ops;

@@ -1,0 +1,127 @@
+//! `reproq enqueue`: Django's spec and hash, dedup, bulk copies.
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{BOTH, TestDb, reproq, stdout};
+
+#[tokio::test]
+async fn enqueue_builds_djangos_spec_hash_and_dedupes() {
+    for variant in BOTH {
+        let db = TestDb::new(variant).await;
+        let args = [
+            "enqueue",
+            "--dsn",
+            &db.url,
+            "--task-path",
+            "contracts.example_task",
+            "--args",
+            r#"[1, {"nested": true}]"#,
+            "--kwargs",
+            r#"{"token": "123e4567-e89b-12d3-a456-426614174000", "notes": "hello", "amount": "12.34"}"#,
+            "--priority",
+            "5",
+            "--lock-key",
+            "user:123",
+            "--run-after",
+            "2025-01-01T12:00:00Z",
+            "--concurrency-key",
+            "account:42",
+            "--concurrency-limit",
+            "2",
+        ];
+        let out = reproq(&args, &[], None);
+        assert!(out.status.success(), "{out:?}");
+        // contracts/spec_hash.json is this spec with provenance set; enqueue sets none.
+        let contract = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contracts/spec_hash.json"
+        ))
+        .unwrap();
+        let expected = contract.trim().replace(
+            r#""provenance":{"code_ref":"abc123","pip_lock_hash":"deadbeef"}"#,
+            r#""provenance":{"code_ref":null,"pip_lock_hash":null}"#,
+        );
+        let expected_hash = hex::encode(Sha256::digest(expected.as_bytes()));
+        let (hash, lock, climit, attempts, metadata): (String, Option<String>, i32, i32, serde_json::Value) = sqlx::query_as(
+            "select spec_hash::text, lock_key, concurrency_limit, max_attempts, metadata_json from task_runs",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(hash, expected_hash, "{variant:?}");
+        assert_eq!(
+            (lock.as_deref(), climit, attempts, metadata),
+            (Some("user:123"), 2, 3, serde_json::json!({}))
+        );
+        let again = reproq(&args, &[], None);
+        assert!(
+            stdout(&again).contains("already active as result_id"),
+            "{again:?}"
+        );
+        let count: i64 = sqlx::query_scalar("select count(*) from task_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "Django's dedup: no duplicate");
+    }
+}
+
+#[tokio::test]
+async fn count_inserts_distinct_copies() {
+    let db = TestDb::new(crate::support::Variant::Django).await;
+    let out = reproq(
+        &[
+            "enqueue",
+            "--dsn",
+            &db.url,
+            "--task-path",
+            "tasks.ok",
+            "--count",
+            "1200",
+            "--queue",
+            "bulk",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("Enqueued 1200 task(s)"));
+    let (rows, hashes, indexes): (i64, i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct spec_hash), count(distinct spec_json->'batch'->>'index') from task_runs where queue_name = 'bulk' and status = 'READY'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((rows, hashes, indexes), (1200, 1200, 1200));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for (args, needle) in [
+        (
+            vec!["enqueue", "--args", "[1,", "--task-path", "t.x"],
+            "--args",
+        ),
+        (
+            vec!["enqueue", "--kwargs", "[]", "--task-path", "t.x"],
+            "--kwargs must be a JSON object",
+        ),
+        (vec!["enqueue", "--args", "[]"], "--task-path is required"),
+        (
+            vec!["enqueue", "--task-path", "t.x", "--run-after", "tomorrow"],
+            "--run-after",
+        ),
+    ] {
+        let out = reproq(
+            &args,
+            &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            crate::support::stderr(&out).contains(needle),
+            "{args:?}: {}",
+            crate::support::stderr(&out)
+        );
+    }
+}
