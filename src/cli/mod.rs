@@ -76,11 +76,6 @@ enum Command {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// A subcommand whose behaviour is not built yet: exit status 1.
-#[derive(Debug, thiserror::Error)]
-#[error("`reproq {0}` is not built yet in this version of reproq; use the Go reproq-worker for it")]
-pub struct NotBuilt(pub &'static str);
-
 /// Parses `args` (program name first), runs the subcommand, and returns the exit code.
 pub fn run(args: Vec<OsString>) -> ExitCode {
     let first = args.get(1).and_then(|a| a.to_str());

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod replay;
 pub mod stats;
 pub mod task;
+pub mod torture;
 pub mod triage;
 pub mod workflow;
 

@@ -34,8 +34,16 @@ pub fn init<W>(format: LogFormat, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    init_with_default(format, writer, DEFAULT_FILTER);
+}
+
+/// Like [`init`] with another default filter (`RUST_LOG` still wins).
+pub fn init_with_default<W>(format: LogFormat, writer: W, default_filter: &str)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(LogLayer::new(format, writer))

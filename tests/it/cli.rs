@@ -54,21 +54,6 @@ fn group_without_verb_prints_its_usage() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
-    let output = reproq(
-        &["torture"],
-        &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
-        None,
-    );
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("not built yet"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
 fn bad_flags_exit_2() {
     for args in [
         &["worker", "--bogus"][..],

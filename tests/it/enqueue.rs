@@ -125,3 +125,51 @@ fn bad_arguments_exit_2() {
         );
     }
 }
+
+#[tokio::test]
+async fn torture_drains_its_batch_and_reports() {
+    let db = TestDb::new(crate::support::Variant::Django).await;
+    let out = reproq(
+        &[
+            "torture",
+            "--count",
+            "300",
+            "--concurrency",
+            "5",
+            "--dsn",
+            &db.url,
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("Tasks: 300 total, 300 succeeded, 0 failed, 0 unfinished, 0 duplicates"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Throughput: ") && text.contains("Claim latency: p50 "),
+        "{text}"
+    );
+    let out = reproq(
+        &[
+            "torture",
+            "--workers",
+            "0",
+            "--count",
+            "10",
+            "--dsn",
+            &db.url,
+        ],
+        &[],
+        None,
+    );
+    assert!(stdout(&out).contains("10 unfinished"), "{out:?}");
+    let out = reproq(&["torture", "--dsn", "postgres://u@192.0.2.1/x"], &[], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "non-loopback refused before connecting"
+    );
+}
