@@ -27,9 +27,54 @@ pub struct ChildSpec {
     pub env_scrub: Vec<String>,
 }
 
+/// The files a runner points a task's fds 0–2 at, one set per runner (a runner runs
+/// one task at a time), removed with the runner.
+#[derive(Debug)]
+pub struct RunnerIo {
+    _dir: tempfile::TempDir,
+    /// `--payload-file` target (file mode).
+    pub payload: std::path::PathBuf,
+    /// The task's stdin (the payload in stdin mode, else empty).
+    pub stdin: std::path::PathBuf,
+    /// The task's stdout (truncated by the runner per task).
+    pub stdout: std::path::PathBuf,
+    /// The task's stderr (truncated by the runner per task).
+    pub stderr: std::path::PathBuf,
+}
+
+impl RunnerIo {
+    fn create() -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("reproq-runner-io-")
+            .tempdir()?;
+        let path = |name: &str| dir.path().join(name);
+        Ok(RunnerIo {
+            payload: path("payload.json"),
+            stdin: path("stdin"),
+            stdout: path("stdout"),
+            stderr: path("stderr"),
+            _dir: dir,
+        })
+    }
+
+    /// Writes this task's stdin (and payload file) before the request is sent.
+    ///
+    /// # Errors
+    /// The files cannot be written.
+    pub fn prepare(&self, stdin: &[u8], payload_file: Option<&[u8]>) -> std::io::Result<()> {
+        std::fs::write(&self.stdin, stdin)?;
+        if let Some(payload) = payload_file {
+            std::fs::write(&self.payload, payload)?;
+        }
+        Ok(())
+    }
+}
+
 /// A started runner.
 #[derive(Debug)]
 pub struct WarmChild {
+    /// Its per-task files.
+    pub io: RunnerIo,
     child: Child,
     control_in: Option<ChildStdin>,
     control_out: ChildStdout,
@@ -69,7 +114,9 @@ impl WarmChild {
             .map(Pid::from_raw);
         let control_in = child.stdin.take().ok_or("runner stdin missing")?;
         let control_out = child.stdout.take().ok_or("runner stdout missing")?;
+        let io = RunnerIo::create().map_err(|e| format!("creating the runner's files: {e}"))?;
         let mut warm = WarmChild {
+            io,
             child,
             control_in: Some(control_in),
             control_out,

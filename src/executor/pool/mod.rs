@@ -7,8 +7,8 @@
 //! A runner is started lazily, reused while healthy, and replaced after
 //! `pool_max_tasks` tasks, when its RSS passes `pool_max_rss`, when it dies, or when a
 //! task in it times out or is cancelled (its whole process group is killed). A task's
-//! stdin, stdout and stderr are per-task files the runner points fds 0–2 at; the
-//! worker reads them back with the same caps as spawn mode. When a runner cannot be
+//! stdin, stdout and stderr are files of its runner's own that the runner points fds 0–2
+//! at; the worker reads them back with the same caps as spawn mode. When a runner cannot be
 //! started, [`Executor::ready_at`] reports a backoff so the dispatcher claims nothing
 //! meanwhile, and a task already claimed goes back to READY with its attempt refunded.
 
@@ -180,7 +180,7 @@ impl PoolExecutor {
         }
     }
 
-    fn argv(&self, request: &ExecRequest, files: &TaskFiles) -> Vec<String> {
+    fn argv(&self, request: &ExecRequest, files: &child::RunnerIo) -> Vec<String> {
         let mut argv = vec![
             "--result-id".to_owned(),
             request.result_id.to_string(),
@@ -204,51 +204,6 @@ impl PoolExecutor {
     }
 }
 
-/// The per-task files a runner points fds 0–2 at (removed with the directory).
-struct TaskFiles {
-    _dir: tempfile::TempDir,
-    payload: PathBuf,
-    stdin: PathBuf,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl TaskFiles {
-    fn create(request: &ExecRequest, mode: PayloadMode) -> Result<Self, ExecError> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("reproq-task-{}-", request.result_id))
-            .tempdir()
-            .map_err(ExecError::TempFile)?;
-        let path = |name: &str| dir.path().join(name);
-        let (payload, stdin, stdout, stderr) = (
-            path("payload.json"),
-            path("stdin"),
-            path("stdout"),
-            path("stderr"),
-        );
-        let stdin_content = if mode == PayloadMode::Stdin {
-            request.payload.as_bytes()
-        } else {
-            b""
-        };
-        let write =
-            |p: &PathBuf, bytes: &[u8]| std::fs::write(p, bytes).map_err(ExecError::TempFile);
-        write(&stdin, stdin_content)?;
-        if mode == PayloadMode::File {
-            write(&payload, request.payload.as_bytes())?;
-        }
-        write(&stdout, b"")?;
-        write(&stderr, b"")?;
-        Ok(TaskFiles {
-            _dir: dir,
-            payload,
-            stdin,
-            stdout,
-            stderr,
-        })
-    }
-}
-
 fn read_capped_file(path: &PathBuf, cap: usize) -> Captured {
     let bytes = std::fs::read(path).unwrap_or_default();
     let truncated = bytes.len() > cap;
@@ -265,11 +220,24 @@ impl Executor for PoolExecutor {
         kill: CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
         request.check_payload(self.max_payload_bytes)?;
-        let files = TaskFiles::create(&request, self.payload_mode)?;
         let mut child = self.checkout().await?;
+        let payload = request.payload.as_bytes();
+        let (stdin, payload_file): (&[u8], _) = match self.payload_mode {
+            PayloadMode::Stdin => (payload, None),
+            PayloadMode::File => (b"", Some(payload)),
+            PayloadMode::Inline => (b"", None),
+        };
+        if let Err(error) = child.io.prepare(stdin, payload_file) {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(child);
+            return Err(ExecError::TempFile(error));
+        }
+        let io = &child.io;
         let frame = json!({
-            "module": self.module, "argv": self.argv(&request, &files),
-            "stdin": files.stdin, "stdout": files.stdout, "stderr": files.stderr,
+            "module": self.module, "argv": self.argv(&request, io),
+            "stdin": io.stdin, "stdout": io.stdout, "stderr": io.stderr,
         });
         let started = Instant::now();
         self.stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +251,8 @@ impl Executor for PoolExecutor {
             () = kill.cancelled() => None,
         };
         self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        let stdout = read_capped_file(&child.io.stdout, self.max_stdout_bytes);
+        let mut stderr = read_capped_file(&child.io.stderr, self.max_stderr_bytes);
         let ending = match result {
             Some(Ok(reply)) => {
                 let code = reply
@@ -314,8 +284,6 @@ impl Executor for PoolExecutor {
                 }
             }
         };
-        let stdout = read_capped_file(&files.stdout, self.max_stdout_bytes);
-        let mut stderr = read_capped_file(&files.stderr, self.max_stderr_bytes);
         if let Ending::Exited(status) = ending {
             if !status.success() {
                 stderr.append(
