@@ -222,3 +222,33 @@ async fn released_successors_wake_idle_workers_without_waiting_for_the_poll() {
     shutdown.stop.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test]
+async fn batched_successes_release_successors_outside_workflows() {
+    // Rows linked by parent_id alone (no workflow_id) take the batched completion path.
+    for variant in BOTH {
+        let db = TestDb::new(variant).await;
+        let parent = insert(&db.pool, task("tasks.ok", json!({}))).await;
+        let child = insert(
+            &db.pool,
+            NewTask {
+                status: "WAITING".into(),
+                wait_count: 1,
+                parent_id: Some(parent),
+                ..task("tasks.ok", json!({}))
+            },
+        )
+        .await;
+        run_burst(&db, &[]).await;
+        assert_eq!(
+            row(&db.pool, parent).await.status,
+            "SUCCESSFUL",
+            "{variant:?}"
+        );
+        assert_eq!(
+            row(&db.pool, child).await.status,
+            "SUCCESSFUL",
+            "{variant:?}"
+        );
+    }
+}
