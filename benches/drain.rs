@@ -63,6 +63,35 @@ fn own_cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// Resident set of every direct child of `parent` (the executor children), in KiB.
+fn children_rss_kib(parent: u32) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        // Field 24 of stat (index 21 here): resident pages.
+        let pages: u64 = fields.get(21).and_then(|v| v.parse().ok()).unwrap_or(0);
+        total += pages * 4;
+    }
+    total
+}
+
+/// CPU (user+system, ms) of every reaped descendant of this process so far.
+fn reaped_children_cpu_ms() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    ms(usage.user_time()) + ms(usage.system_time())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -172,12 +201,14 @@ fn main() {
         .spawn()
         .unwrap();
     let mut peak = 0;
+    let mut children_peak = 0;
     let mut worker_ticks = 0;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        children_peak = children_peak.max(children_rss_kib(child.id()));
         worker_ticks = own_cpu_ticks(child.id()).unwrap_or(worker_ticks);
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -201,13 +232,21 @@ fn main() {
         done
     });
     let pg_cpu_ms = cpu_ticks as f64 / ticks_per_second * 1000.0;
+    let worker_cpu_ms = worker_ticks as f64 * 10.0;
+    // The worker reaps its executor children, and this process reaps the worker, so
+    // RUSAGE_CHILDREN holds both; the worker's own share was sampled above.
+    let executor_cpu_ms = (reaped_children_cpu_ms() - worker_cpu_ms).max(0.0);
     println!(
-        "drain executor={executor} tasks={tasks} concurrency={concurrency}: {:.2}s, {:.0} tasks/s, postgres cpu {:.3} ms/task, worker cpu {:.3} ms/task, worker peak rss {:.1} MiB, successful {done}",
+        "drain executor={executor} tasks={tasks} concurrency={concurrency}: {:.2}s, {:.0} tasks/s, \
+         postgres cpu {:.3} ms/task, worker cpu {:.3} ms/task, executor children cpu {:.3} ms/task, \
+         worker peak rss {:.1} MiB, children peak rss {:.1} MiB, successful {done}",
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64(),
         pg_cpu_ms / tasks as f64,
-        worker_ticks as f64 * 10.0 / tasks as f64,
+        worker_cpu_ms / tasks as f64,
+        executor_cpu_ms / tasks as f64,
         peak as f64 / 1024.0,
+        children_peak as f64 / 1024.0,
     );
     assert_eq!(done, tasks, "every task must succeed");
 }

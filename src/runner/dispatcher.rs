@@ -126,12 +126,8 @@ impl<E: Executor> Dispatcher<E> {
                     for (task, permit) in claimed.into_iter().zip(permits) {
                         let pipeline = self.pipeline.clone();
                         tasks.spawn(
-                            async move {
-                                let report = pipeline.run(task).await;
-                                drop(permit);
-                                report
-                            }
-                            .instrument(tracing::Span::current()),
+                            async move { pipeline.run(task, permit).await }
+                                .instrument(tracing::Span::current()),
                         );
                     }
                 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -54,13 +55,16 @@ pub struct Pipeline<E> {
 }
 
 impl<E: Executor> Pipeline<E> {
-    /// Runs `task` to a recorded outcome.
-    pub async fn run(&self, task: ClaimedTask) -> TaskReport {
+    /// Runs `task` to a recorded outcome. `slot` is the concurrency slot the task holds;
+    /// it is given back as soon as the executor is done with the task (or the task is
+    /// settled without running), so the next claim overlaps with this outcome's write
+    /// instead of waiting for it. `concurrency` bounds tasks *executing*, not writes.
+    pub async fn run(&self, task: ClaimedTask, slot: OwnedSemaphorePermit) -> TaskReport {
         let span = tracing::info_span!("task", result_id = task.id.0, spec_hash = %task.spec_hash);
-        self.run_in_span(task).instrument(span).await
+        self.run_in_span(task, slot).instrument(span).await
     }
 
-    async fn run_in_span(&self, task: ClaimedTask) -> TaskReport {
+    async fn run_in_span(&self, task: ClaimedTask, slot: OwnedSemaphorePermit) -> TaskReport {
         let lease = Lease {
             id: task.id,
             worker_id: self.config.worker_id.clone(),
@@ -68,6 +72,7 @@ impl<E: Executor> Pipeline<E> {
         let task_path = match resolve_task_path(&task) {
             Ok(path) => path,
             Err(message) => {
+                drop(slot);
                 tracing::error!(error = %message, "Invalid task spec");
                 return self
                     .record(
@@ -82,6 +87,7 @@ impl<E: Executor> Pipeline<E> {
             }
         };
         if task.cancel_requested {
+            drop(slot);
             tracing::warn!(task_path = %task_path, "Task cancelled by request");
             let error = TaskError::cancelled(&task_path, &self.config.worker_id);
             return self
@@ -89,6 +95,7 @@ impl<E: Executor> Pipeline<E> {
                 .await;
         }
         if task.expired {
+            drop(slot);
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
             tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
             return self
@@ -103,6 +110,7 @@ impl<E: Executor> Pipeline<E> {
                 .await;
         }
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
+            drop(slot);
             let error = TaskError::security_violation(&task_path);
             tracing::warn!(task_path = %task_path, error = %error.message(), "Task rejected by validator");
             return self
@@ -122,6 +130,7 @@ impl<E: Executor> Pipeline<E> {
         };
         let exec_started = std::time::Instant::now();
         let result = self.executor.execute(request, handle.kill.clone()).await;
+        drop(slot);
         self.observer.executed(&task, exec_started.elapsed());
         let killed_for = handle.reason();
         self.running.remove(task.id);
