@@ -212,16 +212,47 @@ fn empty(status: StatusCode) -> Response<Body> {
     response
 }
 
-/// Binds `addr` the way the Go worker does (`:9090` means every interface).
+/// Binds `addr` the way the Go worker does: `:9090` means every interface, IPv4 and
+/// IPv6 (one dual-stack socket on `[::]`, IPv6-only mode switched off explicitly so the
+/// host's `bindv6only` default does not matter); on a host without IPv6 it falls back
+/// to `0.0.0.0`.
 ///
 /// # Errors
 /// The address cannot be resolved or bound.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    if addr.starts_with(':') {
-        TcpListener::bind(format!("0.0.0.0{addr}")).await
-    } else {
-        TcpListener::bind(addr).await
+    let Some(port) = addr.strip_prefix(':') else {
+        return TcpListener::bind(addr).await;
+    };
+    let port: u16 = port.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("invalid port in {addr:?}"),
+        )
+    })?;
+    match bind_dual_stack(port) {
+        Ok(listener) => Ok(listener),
+        Err(error) if ipv6_unavailable(&error) => TcpListener::bind(("0.0.0.0", port)).await,
+        Err(error) => Err(error),
     }
+}
+
+fn bind_dual_stack(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    let any = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    socket.bind(&any.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn ipv6_unavailable(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == nix::libc::EAFNOSUPPORT || code == nix::libc::EADDRNOTAVAIL
+    )
 }
 
 /// Whether `addr` names only this machine (`localhost` or a loopback IP).
@@ -265,5 +296,33 @@ mod tests {
         for addr in [":9090", "0.0.0.0:9090", "example.com:80", "9090"] {
             assert!(!is_loopback(addr), "{addr}");
         }
+    }
+
+    #[tokio::test]
+    async fn colon_port_listens_on_ipv4_and_ipv6() {
+        let listener = bind(":0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            for _ in 0..2 {
+                listener.accept().await.unwrap();
+            }
+        });
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            tokio::net::TcpStream::connect(("::1", port)).await.unwrap();
+        } else {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+        }
+        accept.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn colon_with_a_bad_port_is_an_error() {
+        assert!(bind(":http").await.is_err());
+        assert!(bind(":70000").await.is_err());
     }
 }
