@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{ArgMatches, Args};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{self, BeatConfig, BeatFlags, ConfigError};
 use crate::runner::beat::{Beat, run_pass};
+use crate::runner::memory_log;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
 
@@ -38,6 +40,14 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
     for warning in &config.warnings {
         tracing::warn!(warning = %warning, "Config file warning");
     }
+    // Spec §2.5: beat honours REPROQ_MEMORY_LOG_INTERVAL too (§5.6); the logger stops
+    // when this function returns, whichever way.
+    let memory_log_stop = CancellationToken::new();
+    memory_log::start_from_env(
+        std::env::var("REPROQ_MEMORY_LOG_INTERVAL").ok().as_deref(),
+        memory_log_stop.clone(),
+    );
+    let _memory_log = memory_log_stop.drop_guard();
     let pool = match db::connect(&config.dsn, 4).await {
         Ok(pool) => pool,
         Err(error) => {
@@ -74,6 +84,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
     let signals = shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
+
     let beat = Beat {
         pool: pool.clone(),
         lock_options: db::connect_options(&config.dsn)?,

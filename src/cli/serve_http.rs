@@ -65,15 +65,10 @@ impl Services {
     ) -> Result<Self, HttpError> {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        match memory_log::parse_interval(env.memory_log_interval.as_deref()) {
-            Ok(Some(interval)) => tasks.push(memory_log::spawn(interval, stop.clone())),
-            Ok(None) => {}
-            Err(error) => tracing::warn!(
-                value = env.memory_log_interval.as_deref().unwrap_or(""),
-                error = %error,
-                "Invalid REPROQ_MEMORY_LOG_INTERVAL; skipping memory logger"
-            ),
-        }
+        tasks.extend(memory_log::start_from_env(
+            env.memory_log_interval.as_deref(),
+            stop.clone(),
+        ));
         let mut services = Services {
             observer: Observer::default(),
             stop,

@@ -2,6 +2,7 @@
 //! `leased_by` and `RUNNING`, in one transaction with the workflow bookkeeping.
 //! The executor owns `metadata_json`; nothing here touches it.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -10,6 +11,20 @@ use uuid::Uuid;
 use super::error_object::TaskError;
 use super::task::{Lease, TaskId};
 use super::workflow;
+
+/// `complete_success.sql` with its chain-successor fragment filled in.
+static COMPLETE_SUCCESS_SQL: LazyLock<String> =
+    LazyLock::new(|| with_successors(include_str!("complete_success.sql")));
+/// `complete_batch.sql` with its chain-successor fragment filled in.
+static COMPLETE_BATCH_SQL: LazyLock<String> =
+    LazyLock::new(|| with_successors(include_str!("complete_batch.sql")));
+
+fn with_successors(statement: &str) -> String {
+    statement.replace(
+        "{release_successors}",
+        include_str!("release_successors.sql"),
+    )
+}
 
 // Success and retry are single autocommit statements; a terminal failure needs a
 // transaction because its workflow effects depend on what the update returned.
@@ -118,7 +133,7 @@ pub async fn complete_successes(
     let workers: Vec<&str> = pending.iter().map(|p| p.lease.worker_id.as_str()).collect();
     let returns: Vec<Option<&str>> = pending.iter().map(|p| p.return_json.as_deref()).collect();
     let logs: Vec<Option<&str>> = pending.iter().map(|p| p.logs_uri.as_deref()).collect();
-    sqlx::query_scalar(include_str!("complete_batch.sql"))
+    sqlx::query_scalar(COMPLETE_BATCH_SQL.as_str())
         .bind(&ids)
         .bind(&workers)
         .bind(&returns)
@@ -134,7 +149,7 @@ async fn complete_success(
     return_json: Option<&str>,
     logs_uri: Option<&str>,
 ) -> Result<(), CompleteError> {
-    let (completed, _released): (i64, i64) = sqlx::query_as(include_str!("complete_success.sql"))
+    let (completed, _released): (i64, i64) = sqlx::query_as(COMPLETE_SUCCESS_SQL.as_str())
         .bind(lease.id)
         .bind(&lease.worker_id)
         .bind(return_json)

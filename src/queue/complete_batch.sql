@@ -14,13 +14,7 @@ with input as (
       and t.workflow_id is null
     returning t.result_id
 ), successors as (
-    update task_runs t set
-        wait_count = t.wait_count - 1,
-        status = case when t.wait_count - 1 <= 0 then 'READY' else 'WAITING' end,
-        updated_at = now()
-    from done
-    where t.parent_id = done.result_id and t.status = 'WAITING'
-    returning t.result_id, t.status, t.queue_name
+{release_successors}
 ), woken as (
     select pg_notify('reproq_tasks', q.queue_name)
     from (select distinct queue_name from successors where status = 'READY') q

@@ -11,13 +11,7 @@ with done as (
     where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
     returning result_id, workflow_id
 ), successors as (
-    update task_runs t set
-        wait_count = t.wait_count - 1,
-        status = case when t.wait_count - 1 <= 0 then 'READY' else 'WAITING' end,
-        updated_at = now()
-    from done
-    where t.parent_id = done.result_id and t.status = 'WAITING'
-    returning t.result_id, t.status, t.queue_name
+{release_successors}
 ), callback_done as (
     update workflow_runs w set status = 'SUCCESSFUL', updated_at = now()
     from done

@@ -29,6 +29,27 @@ pub fn parse_interval(value: Option<&str>) -> Result<Option<Duration>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Starts the memory logger when `REPROQ_MEMORY_LOG_INTERVAL` (`value`) asks for one;
+/// an invalid value is logged (`Invalid REPROQ_MEMORY_LOG_INTERVAL; skipping memory
+/// logger`) and nothing starts. Shared by `reproq worker` and `reproq beat`.
+pub fn start_from_env(
+    value: Option<&str>,
+    done: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match parse_interval(value) {
+        Ok(Some(interval)) => Some(spawn(interval, done)),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(
+                value = value.unwrap_or(""),
+                error = %error,
+                "Invalid REPROQ_MEMORY_LOG_INTERVAL; skipping memory logger"
+            );
+            None
+        }
+    }
+}
+
 /// Starts [`run`] in the background.
 pub fn spawn(interval: Duration, done: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(tracing::Instrument::instrument(

@@ -314,3 +314,35 @@ async fn wait_for_tasks(pool: &PgPool, count: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn beat_honours_the_memory_log_interval() {
+    let db = TestDb::new(Variant::Sql).await;
+    let output = reproq(
+        &["beat", "--once", "--dsn", &db.url],
+        &[("REPROQ_MEMORY_LOG_INTERVAL", "1h")],
+        Some(std::path::Path::new("/")),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let log = String::from_utf8_lossy(&output.stdout);
+    let line = log
+        .lines()
+        .find(|l| l.contains("reproq memory usage"))
+        .unwrap_or_else(|| panic!("no memory log line in {log}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(parsed["rss_bytes"].as_u64().unwrap() > 0, "{line}");
+    assert_eq!(parsed["role"], "beat");
+
+    let output = reproq(
+        &["beat", "--once", "--dsn", &db.url],
+        &[("REPROQ_MEMORY_LOG_INTERVAL", "soon")],
+        Some(std::path::Path::new("/")),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("Invalid REPROQ_MEMORY_LOG_INTERVAL; skipping memory logger")
+            && !log.contains("reproq memory usage"),
+        "{log}"
+    );
+}
