@@ -170,55 +170,87 @@ async fn runner_over_the_rss_limit_is_replaced() {
 
 #[tokio::test]
 async fn working_directory_argv_and_signal_handlers_are_restored_between_tasks() {
-    let db = TestDb::new(Variant::Sql).await;
-    let chdir = insert(&db.pool, task("tasks.chdir", json!({}))).await;
-    let trap = insert(&db.pool, task("tasks.trap_sigterm", json!({}))).await;
-    run_burst(&db, &args(&["--concurrency", "1"])).await;
-    assert_eq!(
-        row(&db.pool, chdir).await.return_json.as_deref(),
-        Some("\"/\"")
-    );
-    assert_eq!(row(&db.pool, trap).await.status, "SUCCESSFUL");
-    let probe = insert(&db.pool, task("tasks.where", json!({}))).await;
-    run_burst(&db, &args(&["--concurrency", "1"])).await;
-    let value = returned(&row(&db.pool, probe).await);
-    assert_eq!(
-        value["cwd"].as_str().unwrap(),
-        std::env::current_dir().unwrap().to_str().unwrap()
-    );
-    assert_eq!(value["sigterm_default"], true);
-    assert!(
-        value["argv0"]
-            .as_str()
-            .unwrap()
-            .ends_with("tests/python/fake_executor.py"),
-        "argv[0] as `python -m` sets it: {value}"
-    );
+    for mode in ["spawn", "pool"] {
+        let db = TestDb::new(Variant::Sql).await;
+        let one_slot = ["--executor-mode", mode, "--concurrency", "1"];
+        let chdir = insert(&db.pool, task("tasks.chdir", json!({}))).await;
+        let trap = insert(&db.pool, task("tasks.trap_sigterm", json!({}))).await;
+        run_burst(&db, &one_slot).await;
+        assert_eq!(
+            row(&db.pool, chdir).await.return_json.as_deref(),
+            Some("\"/\""),
+            "{mode}"
+        );
+        assert_eq!(row(&db.pool, trap).await.status, "SUCCESSFUL", "{mode}");
+        let probe = insert(&db.pool, task("tasks.where", json!({}))).await;
+        run_burst(&db, &one_slot).await;
+        let value = returned(&row(&db.pool, probe).await);
+        assert_eq!(
+            value["cwd"].as_str().unwrap(),
+            std::env::current_dir().unwrap().to_str().unwrap(),
+            "{mode}"
+        );
+        assert_eq!(value["sigterm_default"], true, "{mode}");
+        assert!(
+            value["argv0"]
+                .as_str()
+                .unwrap()
+                .ends_with("tests/python/fake_executor.py"),
+            "{mode}: argv[0] as `python -m` sets it: {value}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn cancel_and_drain_work_in_pool_mode() {
-    let db = TestDb::new(Variant::Sql).await;
-    let cancelled = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
-    let drained = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
-    let (handle, shutdown) = start_worker(&db, &args(&["--shutdown-timeout", "1s"])).await;
-    wait_for_status(&db.pool, cancelled, "RUNNING", 20).await;
-    wait_for_status(&db.pool, drained, "RUNNING", 20).await;
-    sqlx::query("update task_runs set cancel_requested = true where result_id = $1")
-        .bind(cancelled)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let r = wait_for_status(&db.pool, cancelled, "FAILED", 15).await;
-    assert_eq!(r.last_kind(), "cancelled");
-    shutdown.stop.cancel();
-    let summary = tokio::time::timeout(std::time::Duration::from_secs(30), handle)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(summary.stats.requeued, 1);
-    let r = row(&db.pool, drained).await;
-    assert_eq!((r.status.as_str(), r.attempts), ("READY", 0));
+async fn cancel_and_drain_behave_the_same_in_both_modes() {
+    for mode in ["spawn", "pool"] {
+        let db = TestDb::new(Variant::Sql).await;
+        let cancelled = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
+        let drained = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
+        let (handle, shutdown) = start_worker(
+            &db,
+            &[
+                "--executor-mode",
+                mode,
+                "--concurrency",
+                "3",
+                "--shutdown-timeout",
+                "5s",
+            ],
+        )
+        .await;
+        wait_for_status(&db.pool, cancelled, "RUNNING", 20).await;
+        wait_for_status(&db.pool, drained, "RUNNING", 20).await;
+        sqlx::query("update task_runs set cancel_requested = true where result_id = $1")
+            .bind(cancelled)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let r = wait_for_status(&db.pool, cancelled, "FAILED", 15).await;
+        assert_eq!(r.last_kind(), "cancelled", "{mode}");
+        // Started just before SIGTERM and shorter than the shutdown timeout: finishes.
+        let finishing = insert(
+            &db.pool,
+            task("tasks.sleep", json!({"seconds": 2, "return_pid": true})),
+        )
+        .await;
+        wait_for_status(&db.pool, finishing, "RUNNING", 20).await;
+        shutdown.stop.cancel();
+        let summary = tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(summary.stats.requeued, 1, "{mode}");
+        let r = row(&db.pool, drained).await;
+        assert_eq!((r.status.as_str(), r.attempts), ("READY", 0), "{mode}");
+        let r = row(&db.pool, finishing).await;
+        assert_eq!(r.status, "SUCCESSFUL", "{mode}: drained to completion");
+        let pid = returned(&r).as_i64().unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{mode}: the process that ran the task ({pid}) is gone once the worker returns"
+        );
+    }
 }
 
 #[tokio::test]

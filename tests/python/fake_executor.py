@@ -68,7 +68,7 @@ def main():
         emit({"ok": True, "return": args.attempt})
     elif name == "sleep":
         time.sleep(float(kwargs.get("seconds", 1)))
-        emit({"ok": True, "return": "slept"})
+        emit({"ok": True, "return": os.getpid() if kwargs.get("return_pid") else "slept"})
     elif name == "ignore_term":
         import signal
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
