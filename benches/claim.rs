@@ -32,7 +32,7 @@ fn claim_benches(c: &mut Criterion) {
         let mut conn = PgConnection::connect_with(&admin).await.unwrap();
         sqlx::raw_sql(&format!("create database {name}")).execute(&mut conn).await.unwrap();
         // As the worker connects (the same session settings).
-        let pool = PgPool::connect_with(admin.clone().database(&name).options(reproq::db::SESSION_SETTINGS)).await.unwrap();
+        let pool = PgPool::connect_with(admin.clone().database(&name).options(reproq::db::Plans::Generic.session_settings())).await.unwrap();
         reproq::db::migrate::run(&pool).await.unwrap();
         sqlx::query(
             r#"insert into task_runs (spec_json, spec_hash, task_path, priority, enqueued_at)

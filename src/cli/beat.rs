@@ -48,7 +48,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         memory_log_stop.clone(),
     );
     let _memory_log = memory_log_stop.drop_guard();
-    let pool = match db::connect(&config.dsn, 4).await {
+    let pool = match db::connect(&config.dsn, 4, db::Plans::Auto).await {
         Ok(pool) => pool,
         Err(error) => {
             tracing::error!(error = %error, "Failed to open database");
@@ -87,7 +87,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
 
     let beat = Beat {
         pool: pool.clone(),
-        lock_options: db::connect_options(&config.dsn)?,
+        lock_options: db::connect_options(&config.dsn, db::Plans::Auto)?,
         interval: config.interval,
     };
     beat.run(shutdown.stop.clone()).await;

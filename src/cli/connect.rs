@@ -45,13 +45,21 @@ impl ConnectArgs {
         Ok(text.parse::<Dsn>().map_err(|e| UsageError(e.to_string()))?)
     }
 
-    /// Connects a small pool.
+    /// Connects a small pool for a one-off command.
     ///
     /// # Errors
     /// As [`ConnectArgs::dsn`], and when the database does not answer.
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        self.pool_with(crate::db::Plans::Auto).await
+    }
+
+    /// Connects a small pool with the given plan caching.
+    ///
+    /// # Errors
+    /// As [`ConnectArgs::pool`].
+    pub async fn pool_with(&self, plans: crate::db::Plans) -> anyhow::Result<PgPool> {
         let dsn = self.dsn()?;
-        crate::db::connect(&dsn, 4)
+        crate::db::connect(&dsn, 4, plans)
             .await
             .context("connecting to the database")
     }

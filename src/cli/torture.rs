@@ -92,7 +92,8 @@ impl TortureArgs {
             .clone()
             .ok_or_else(|| UsageError("torture needs --dsn or DATABASE_URL".into()))?;
         telemetry::init_with_default(telemetry::format_from_env(), std::io::stderr, "warn");
-        let pool = self.connect.pool().await?;
+        // In-process workers: the worker's plan caching, so the figures are the worker's.
+        let pool = self.connect.pool_with(crate::db::Plans::Generic).await?;
         println!("Starting torture test: enqueuing {count} tasks...");
         let batch = uuid::Uuid::new_v4().to_string();
         let fields = RowFields {

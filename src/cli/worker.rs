@@ -87,7 +87,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
             "Payload mode inline exposes payload in process args; prefer stdin or file"
         );
     }
-    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS)
+    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS, db::Plans::Generic)
         .await
         .context("opening the database")?;
     let shutdown = Shutdown::new();
@@ -138,7 +138,7 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
         );
     }
     check_http(&config).await;
-    match crate::db::connect(&config.dsn, 1).await {
+    match crate::db::connect(&config.dsn, 1, crate::db::Plans::Auto).await {
         Ok(_) => {
             println!("database: ok ({})", config.dsn);
             println!("configuration is valid");

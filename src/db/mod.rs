@@ -34,8 +34,8 @@ pub enum DbError {
 ///
 /// # Errors
 /// [`DbError`] when the DSN is unusable or the server does not answer.
-pub async fn connect(dsn: &Dsn, max_connections: u32) -> Result<PgPool, DbError> {
-    let options = connect_options(dsn)?;
+pub async fn connect(dsn: &Dsn, max_connections: u32, plans: Plans) -> Result<PgPool, DbError> {
+    let options = connect_options(dsn, plans)?;
     let mut first = tokio::time::timeout(
         Duration::from_secs(10),
         PgConnection::connect_with(&options),
@@ -60,27 +60,42 @@ pub async fn connect(dsn: &Dsn, max_connections: u32) -> Result<PgPool, DbError>
         .connect_lazy_with(options))
 }
 
-/// Session settings every reproq connection starts with.
-///
-/// - `jit=off`: our statements are short OLTP queries, and JIT compiling a claim costs
-///   more than it runs.
-/// - `plan_cache_mode=force_generic_plan`: every statement is prepared once per
-///   connection and run thousands of times with different parameters. Left on `auto`,
-///   Postgres re-plans the claim on every call (its generic cost estimate, with an
-///   unknown `LIMIT $4`, looks worse than a custom plan), and planning that statement
-///   cost more CPU than running it (1.4 ms against 0.85 ms per claim, measured with
-///   pg_stat_statements). The generic plan is the same index-backed plan
-///   (`cargo bench --bench claim` at 100k and 1M rows shows no change in claim latency).
-pub const SESSION_SETTINGS: [(&str, &str); 2] =
-    [("jit", "off"), ("plan_cache_mode", "force_generic_plan")];
+/// How Postgres should cache the plans of a pool's prepared statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// `plan_cache_mode=auto`: custom plans for the first runs of a statement. Right
+    /// for commands that run each statement a few times (`triage`, `prune`, `beat`),
+    /// where a plan for the actual values (`$1 is null or …` folded away) wins.
+    Auto,
+    /// `plan_cache_mode=force_generic_plan`, for the worker: its statements are
+    /// prepared once per connection and run thousands of times. Left on `auto`,
+    /// Postgres re-plans the claim on every call (its generic estimate, with an unknown
+    /// `LIMIT $4`, looks worse than a custom plan), and planning that statement cost
+    /// more CPU than running it (1.4 ms against 0.85 ms per claim, measured with
+    /// pg_stat_statements). The generic plan is the same index-backed plan
+    /// (`cargo bench --bench claim`: 1.98 ms at 100k rows, 1.61 ms at 1M).
+    Generic,
+}
 
-/// Driver options for `dsn`, with a recognisable `application_name` and
-/// [`SESSION_SETTINGS`].
+impl Plans {
+    /// The session settings for this mode, JIT off in both: our statements are short
+    /// OLTP queries, and JIT compiling a claim costs more than it runs.
+    pub fn session_settings(self) -> [(&'static str, &'static str); 2] {
+        let mode = match self {
+            Plans::Auto => "auto",
+            Plans::Generic => "force_generic_plan",
+        };
+        [("jit", "off"), ("plan_cache_mode", mode)]
+    }
+}
+
+/// Driver options for `dsn`, with a recognisable `application_name` and the
+/// [`Plans::session_settings`] of `plans`.
 ///
 /// # Errors
 /// The DSN's parameters were rejected.
-pub fn connect_options(dsn: &Dsn) -> Result<PgConnectOptions, DbError> {
-    let options = dsn.connect_options()?.options(SESSION_SETTINGS);
+pub fn connect_options(dsn: &Dsn, plans: Plans) -> Result<PgConnectOptions, DbError> {
+    let options = dsn.connect_options()?.options(plans.session_settings());
     Ok(if options.get_application_name().is_none() {
         options.application_name("reproq")
     } else {
