@@ -46,7 +46,8 @@ pub async fn live_twin(
 }
 
 /// Inserts or refreshes the row; `started_at` is reset only when `starting` (a new process).
-/// An upsert on every heartbeat brings back a row an operator pruned.
+/// An upsert on every heartbeat brings back a row an operator pruned. Returns the row's
+/// `started_at`, which identifies this process's registration for [`deregister`].
 ///
 /// # Errors
 /// Database errors.
@@ -54,14 +55,15 @@ pub async fn upsert(
     db: impl PgExecutor<'_>,
     info: &WorkerInfo,
     starting: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar(
         r#"insert into reproq_workers (worker_id, hostname, concurrency, queues, started_at, last_seen_at, version)
            values ($1::text, $2::text, $3::int4, $4::jsonb, now(), now(), $5::text)
            on conflict (worker_id) do update set
              hostname = excluded.hostname, concurrency = excluded.concurrency, queues = excluded.queues,
              version = excluded.version, last_seen_at = now(),
-             started_at = case when $6::bool then now() else reproq_workers.started_at end"#,
+             started_at = case when $6::bool then now() else reproq_workers.started_at end
+           returning started_at"#,
     )
     .bind(&info.worker_id)
     .bind(&info.hostname)
@@ -69,7 +71,27 @@ pub async fn upsert(
     .bind(serde_json::json!(info.queues))
     .bind(&info.version)
     .bind(starting)
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_one(db)
+    .await
+}
+
+/// Removes this process's row on a clean stop (fixes §13.27: rows of stopped workers
+/// no longer linger as dead entries in the admin and in `reproq_workers`). Only the
+/// registration that `started_at` identifies is removed, so a process that has since
+/// taken over the same `worker_id` keeps its row. Returns whether a row was removed.
+///
+/// # Errors
+/// Database errors.
+pub async fn deregister(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    started_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let deleted =
+        sqlx::query("delete from reproq_workers where worker_id = $1::text and started_at = $2")
+            .bind(worker_id)
+            .bind(started_at)
+            .execute(db)
+            .await?;
+    Ok(deleted.rows_affected() > 0)
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -47,17 +48,23 @@ pub async fn run_reclaimer(
     }
 }
 
-/// Refreshes the worker row every [`REGISTRY_HEARTBEAT`] (an upsert, so a pruned row returns).
+/// Refreshes the worker row every [`REGISTRY_HEARTBEAT`] (an upsert, so a pruned row
+/// returns), publishing the row's `started_at` to `registration` (a pruned row comes
+/// back with a new one).
 pub async fn run_registry_heartbeat(
     pool: PgPool,
     info: registry::WorkerInfo,
+    registration: tokio::sync::watch::Sender<Option<DateTime<Utc>>>,
     done: CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(REGISTRY_HEARTBEAT) => {
-                if let Err(error) = registry::upsert(&pool, &info, false).await {
-                    tracing::warn!(error = %error, "Failed to update worker heartbeat");
+                match registry::upsert(&pool, &info, false).await {
+                    Ok(started_at) => {
+                        registration.send_replace(Some(started_at));
+                    }
+                    Err(error) => tracing::warn!(error = %error, "Failed to update worker heartbeat"),
                 }
             }
             () = done.cancelled() => return,

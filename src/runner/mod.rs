@@ -92,7 +92,7 @@ impl<E: Executor> Worker<E> {
             .with_identity(&config.worker_id, &config.process_role);
         let services = CancellationToken::new();
         let mut background = JoinSet::new();
-        self.register(&services, &mut background).await;
+        let registered_at = self.register(&services, &mut background).await;
         if let Some(interval) = config.reclaim_interval {
             maintenance::reclaim_once(&self.pool, config.max_attempts_default, &observer).await;
             background.spawn(maintenance::run_reclaimer(
@@ -155,6 +155,15 @@ impl<E: Executor> Worker<E> {
         services.cancel();
         while background.join_next().await.is_some() {}
         self.executor.close().await;
+        let registered_at = *registered_at.borrow();
+        if let Some(started_at) = registered_at {
+            // The heartbeat has stopped, so nothing re-creates the row after this.
+            if let Err(error) =
+                registry::deregister(&self.pool, &config.worker_id, started_at).await
+            {
+                tracing::warn!(error = %error, "Failed to deregister worker");
+            }
+        }
         tracing::info!(
             reason = ?reason, completed = stats.completed, requeued = stats.requeued, abandoned = stats.abandoned,
             "Worker stopped"
@@ -162,7 +171,14 @@ impl<E: Executor> Worker<E> {
         RunSummary { reason, stats }
     }
 
-    async fn register(&self, services: &CancellationToken, background: &mut JoinSet<()>) {
+    /// Registers in `reproq_workers` and starts the registry heartbeat; the returned
+    /// channel holds the registration's current `started_at` (`None` until a write
+    /// succeeded), which the clean stop uses to remove exactly this row.
+    async fn register(
+        &self,
+        services: &CancellationToken,
+        background: &mut JoinSet<()>,
+    ) -> tokio::sync::watch::Receiver<Option<chrono::DateTime<chrono::Utc>>> {
         let config = &self.config;
         let info = registry::WorkerInfo {
             worker_id: config.worker_id.clone(),
@@ -181,14 +197,21 @@ impl<E: Executor> Worker<E> {
                 "Another live worker uses this worker_id; lease fencing cannot tell them apart"
             );
         }
-        if let Err(error) = registry::upsert(&self.pool, &info, true).await {
-            tracing::warn!(error = %error, "Failed to register worker");
-        }
+        let started_at = match registry::upsert(&self.pool, &info, true).await {
+            Ok(started_at) => Some(started_at),
+            Err(error) => {
+                tracing::warn!(error = %error, "Failed to register worker");
+                None
+            }
+        };
+        let (registration, registered_at) = tokio::sync::watch::channel(started_at);
         background.spawn(maintenance::run_registry_heartbeat(
             self.pool.clone(),
             info,
+            registration,
             services.clone(),
         ));
+        registered_at
     }
 }
 

@@ -31,14 +31,62 @@ async fn success_is_recorded_with_every_column_on_both_variants() {
         );
         assert_eq!(r.worker_ids, json!(["test-worker"]));
         assert!(r.finished && !r.failed && r.leased_by.is_none() && r.last_error.is_none());
-        let registered: (serde_json::Value, Option<String>) = sqlx::query_as(
-            "select queues, version from reproq_workers where worker_id = 'test-worker'",
+    }
+}
+
+#[tokio::test]
+async fn registry_row_lives_while_the_worker_runs_and_goes_on_a_clean_stop() {
+    for variant in BOTH {
+        let db = TestDb::new(variant).await;
+        let registered = || async {
+            sqlx::query_as::<_, (serde_json::Value, Option<String>)>(
+                "select queues, version from reproq_workers where worker_id = 'test-worker'",
+            )
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+        };
+        let (handle, shutdown) = start_worker(&db, &["--queues", "default,mail"]).await;
+        let mut row_seen = None;
+        for _ in 0..100 {
+            row_seen = registered().await;
+            if row_seen.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (queues, version) = row_seen.expect("registered while running");
+        assert_eq!(queues, json!(["default", "mail"]), "{variant:?}");
+        assert_eq!(version.as_deref(), Some(reproq::VERSION));
+        shutdown.stop.cancel();
+        handle.await.unwrap();
+        assert_eq!(
+            registered().await,
+            None,
+            "{variant:?}: removed on a clean stop"
+        );
+
+        // A process that took the id over since (a newer registration) keeps its row.
+        let (handle, shutdown) = start_worker(&db, &[]).await;
+        for _ in 0..100 {
+            if registered().await.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        sqlx::query(
+            "update reproq_workers set started_at = now() + interval '1 second', hostname = 'other-host' \
+             where worker_id = 'test-worker'",
         )
-        .fetch_one(&db.pool)
+        .execute(&db.pool)
         .await
         .unwrap();
-        assert_eq!(registered.0, json!(["default"]));
-        assert_eq!(registered.1.as_deref(), Some(reproq::VERSION));
+        shutdown.stop.cancel();
+        handle.await.unwrap();
+        assert!(
+            registered().await.is_some(),
+            "{variant:?}: another registration under the same id is left alone"
+        );
     }
 }
 
