@@ -1,7 +1,13 @@
 //! Deleting old rows (spec §2.10, §13.36): expired tasks (any status but RUNNING) and
-//! SUCCESSFUL tasks past an age. A row that a WAITING task still depends on
-//! (`parent_id`) is never deleted, so chains are not orphaned; other children's
-//! `parent_id` is cleared first, because Django's foreign key has no ON DELETE action.
+//! SUCCESSFUL tasks past an age. Never deleted, so nothing is left waiting for ever:
+//! - a row that a WAITING task still depends on (`parent_id`): chains stay whole;
+//! - a row of a workflow that has not finished (`workflow_runs.status` not SUCCESSFUL or
+//!   FAILED): a pruned chord member would leave its callback WAITING for ever. An expired
+//!   member is claimed by a worker and failed as `expired` instead, which fails the
+//!   workflow the usual way; once the workflow is over, its rows can be pruned.
+//!
+//! Other children's `parent_id` is cleared first, because Django's foreign key has no
+//! ON DELETE action.
 
 use std::time::Duration;
 
@@ -54,6 +60,8 @@ pub async fn prune(
     let victims = format!(
         "select t.result_id from task_runs t where {} \
            and not exists (select 1 from task_runs c where c.parent_id = t.result_id and c.status = 'WAITING') \
+           and not exists (select 1 from workflow_runs w where w.workflow_id = t.workflow_id \
+                           and w.status not in ('SUCCESSFUL', 'FAILED')) \
          order by {order} limit $1::bigint",
         target.predicate()
     );

@@ -292,14 +292,39 @@ async fn prune_deletes_expired_and_old_rows_without_breaking_chains() {
         )
         .await;
 
+        // An expired member of a chord still running, and of one that is over.
+        let mut chord_members = Vec::new();
+        for workflow_status in ["RUNNING", "FAILED"] {
+            let workflow = uuid::Uuid::new_v4();
+            let member = insert(
+                &db.pool,
+                NewTask {
+                    expires_in_seconds: Some(-60.0),
+                    workflow_id: Some(workflow),
+                    ..task("tasks.ok", json!({}))
+                },
+            )
+            .await;
+            sqlx::query("insert into workflow_runs (workflow_id, expected_count, success_count, failure_count, status, created_at, updated_at) values ($1, 1, 0, 0, $2, now(), now())")
+                .bind(workflow)
+                .bind(workflow_status)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            chord_members.push(member);
+        }
+        let [live_member, finished_member] = chord_members[..] else {
+            unreachable!()
+        };
+
         let out = reproq(&["prune", "expired", "--dry-run", "--dsn", dsn], &[], None);
         assert_eq!(
             stdout(&out),
-            "Would prune 1 expired task(s)\n",
-            "{variant:?}: only the unreferenced, non-running row"
+            "Would prune 2 expired task(s)\n",
+            "{variant:?}: only the unreferenced, non-running rows outside live workflows"
         );
         let out = reproq(&["prune", "expired", "--dsn", dsn], &[], None);
-        assert_eq!(stdout(&out), "Pruned 1 expired task(s)\n");
+        assert_eq!(stdout(&out), "Pruned 2 expired task(s)\n");
         let out = reproq(
             &["prune", "successful", "--older-than", "168h", "--dsn", dsn],
             &[],
@@ -316,8 +341,10 @@ async fn prune_deletes_expired_and_old_rows_without_breaking_chains() {
                 .fetch_all(&db.pool)
                 .await
                 .unwrap();
-        assert_eq!(left, [running, parent, child, old_child]);
-        assert!(!left.contains(&expired) && !left.contains(&old));
+        assert_eq!(left, [running, parent, child, old_child, live_member]);
+        assert!(
+            !left.contains(&expired) && !left.contains(&old) && !left.contains(&finished_member)
+        );
         assert_eq!(row(&db.pool, child).await.status, "WAITING");
         assert_eq!(
             reproq(&["prune", "successful", "--dsn", dsn], &[], None)

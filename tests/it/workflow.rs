@@ -252,3 +252,45 @@ async fn batched_successes_release_successors_outside_workflows() {
         );
     }
 }
+
+#[tokio::test]
+async fn members_of_a_workflow_without_callback_are_counted() {
+    // Spec §13.2: the reference compared `callback_result_id <> $1`, which is NULL (not
+    // true) when the workflow has no callback, so such members were never counted.
+    for variant in BOTH {
+        let db = TestDb::new(variant).await;
+        let mut workflows = Vec::new();
+        for paths in [&["tasks.ok", "tasks.ok"][..], &["tasks.fail"][..]] {
+            let workflow = Uuid::new_v4();
+            for path in paths {
+                insert(
+                    &db.pool,
+                    NewTask {
+                        workflow_id: Some(workflow),
+                        max_attempts: 1,
+                        ..task(path, json!({}))
+                    },
+                )
+                .await;
+            }
+            sqlx::query("insert into workflow_runs (workflow_id, expected_count, success_count, failure_count, callback_result_id, status, created_at, updated_at) values ($1, $2, 0, 0, null, 'RUNNING', now(), now())")
+                .bind(workflow)
+                .bind(paths.len() as i32)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            workflows.push(workflow);
+        }
+        run_burst(&db, &[]).await;
+        assert_eq!(
+            workflow_status(&db, workflows[0]).await,
+            ("WAITING_CALLBACK".into(), 2, 0),
+            "{variant:?}: every success counted, no callback to release"
+        );
+        assert_eq!(
+            workflow_status(&db, workflows[1]).await,
+            ("FAILED".into(), 0, 1),
+            "{variant:?}"
+        );
+    }
+}
