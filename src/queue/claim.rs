@@ -104,7 +104,15 @@ impl Claimer {
         pool: &PgPool,
         request: &ClaimRequest<'_>,
     ) -> Result<Vec<ClaimedTask>, sqlx::Error> {
-        let (mut claimed, deferred) = self.claim_ungated(pool, request).await?;
+        let sent = std::time::Instant::now();
+        let stamp = |mut tasks: Vec<ClaimedTask>| {
+            for task in &mut tasks {
+                task.claim_sent_at = Some(sent);
+            }
+            tasks
+        };
+        let (claimed, deferred) = self.claim_ungated(pool, request).await?;
+        let mut claimed = stamp(claimed);
         if deferred == 0 || claimed.len() >= request.limit {
             return Ok(claimed);
         }
@@ -112,7 +120,7 @@ impl Claimer {
             limit: request.limit - claimed.len(),
             ..request.clone()
         };
-        claimed.extend(self.claim_gated(pool, &rest).await?);
+        claimed.extend(stamp(self.claim_gated(pool, &rest).await?));
         Ok(claimed)
     }
 

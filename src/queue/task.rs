@@ -43,6 +43,11 @@ pub struct ClaimedTask {
     pub enqueued_at: DateTime<Utc>,
     /// `expires_at`, if any.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the claim statement was sent (monotonic clock; set by the claimer). The
+    /// lease cannot end before this instant plus the lease length, whatever the wall
+    /// clocks of worker and database say.
+    #[sqlx(skip)]
+    pub claim_sent_at: Option<std::time::Instant>,
 }
 
 /// Who holds a task: every write after the claim is fenced on this pair.

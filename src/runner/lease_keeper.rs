@@ -3,14 +3,17 @@
 //! One batched statement renews every running task's lease each `heartbeat`; between
 //! renewals a cheap read polls `cancel_requested` every [`CANCEL_POLL`], so a cancel
 //! takes about a second instead of up to a heartbeat. A transient database error does
-//! not kill anything while the lease is still valid (fixes §13.9); a task whose lease
-//! could not be renewed before it ran out, or that the database no longer shows under
-//! our lease, is killed and nothing is written for it.
+//! not kill anything while the lease is still valid (fixes §13.9): the renewal is
+//! retried every tick until it succeeds. A task whose lease would run out before the
+//! next retry (judged on the monotonic clock, see [`RunningTask::lease_deadline`]), or
+//! that the database no longer shows under our lease, is killed and nothing is written
+//! for it.
+//!
+//! [`RunningTask::lease_deadline`]: super::running::RunningTask::lease_deadline
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,24 +55,27 @@ impl LeaseKeeper {
             }
             match next_renewal {
                 Some(due) if Instant::now() >= due => {
-                    self.renew(&ids).await;
-                    next_renewal = self.heartbeat.map(|h| Instant::now() + h);
+                    next_renewal = if self.renew(&ids).await {
+                        self.heartbeat.map(|h| Instant::now() + h)
+                    } else {
+                        Some(Instant::now()) // the next tick retries
+                    };
                 }
                 _ => self.poll_cancellations(&ids).await,
             }
         }
     }
 
-    /// One renewal pass (also used by tests).
-    pub async fn renew(&self, ids: &[TaskId]) {
-        let started = Instant::now();
+    /// One renewal pass (also used by tests); whether the database answered.
+    pub async fn renew(&self, ids: &[TaskId]) -> bool {
+        let sent = std::time::Instant::now();
         let renewal = lease::renew(&self.pool, ids, &self.worker_id, self.lease).await;
         self.observer
-            .db_operation(crate::metrics::DbOperation::Heartbeat, started.elapsed());
+            .db_operation(crate::metrics::DbOperation::Heartbeat, sent.elapsed());
         match renewal {
             Ok(renewed) => {
                 for row in &renewed {
-                    self.running.renewed(row.id, row.leased_until);
+                    self.running.renewed(row.id, sent + self.lease);
                     if row.cancel_requested {
                         self.kill(row.id, KillReason::Cancelled);
                     }
@@ -87,15 +93,17 @@ impl LeaseKeeper {
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }
+                true
             }
             Err(error) => {
                 tracing::warn!(error = %error, "Heartbeat failed; retrying while leases last");
-                let now = Utc::now();
+                // Kill what would expire before the next retry could save it.
+                let horizon = std::time::Instant::now() + CANCEL_POLL;
                 for id in ids {
                     if self
                         .running
                         .get(*id)
-                        .is_some_and(|t| t.leased_until() <= now)
+                        .is_some_and(|t| t.lease_deadline() <= horizon)
                     {
                         tracing::error!(
                             result_id = id.0,
@@ -105,6 +113,7 @@ impl LeaseKeeper {
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }
+                false
             }
         }
     }

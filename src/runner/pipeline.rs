@@ -120,7 +120,9 @@ impl<E: Executor> Pipeline<E> {
 
         tracing::info!(task_path = %task_path, "Executing task");
         self.observer.started(&task, &task_path);
-        let handle = self.running.insert(task.id, task.leased_until, &self.abort);
+        let lease_deadline =
+            task.claim_sent_at.unwrap_or_else(std::time::Instant::now) + self.config.lease;
+        let handle = self.running.insert(task.id, lease_deadline, &self.abort);
         let request = ExecRequest {
             result_id: task.id.0,
             attempt: task.attempts,

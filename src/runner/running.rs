@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use std::time::Instant;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::TaskId;
@@ -25,7 +26,7 @@ pub struct RunningTask {
     /// Fires to kill the executor's process group.
     pub kill: CancellationToken,
     reason: Mutex<Option<KillReason>>,
-    leased_until: Mutex<DateTime<Utc>>,
+    lease_deadline: Mutex<Instant>,
 }
 
 impl RunningTask {
@@ -44,13 +45,22 @@ impl RunningTask {
         self.kill.cancel();
     }
 
-    /// The lease end last confirmed by the database.
-    pub fn leased_until(&self) -> DateTime<Utc> {
-        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner())
+    /// The instant (monotonic clock) before which the lease is certainly still ours:
+    /// when the last successful claim or renewal was *sent*, plus the lease length.
+    /// The database's own `leased_until` is later than this, so acting on it never
+    /// depends on the two machines' wall clocks agreeing (spec §13.9, §13.10).
+    pub fn lease_deadline(&self) -> Instant {
+        *self
+            .lease_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_leased_until(&self, until: DateTime<Utc>) {
-        *self.leased_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    fn set_lease_deadline(&self, deadline: Instant) {
+        *self
+            .lease_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 }
 
@@ -65,13 +75,13 @@ impl Running {
     pub fn insert(
         &self,
         id: TaskId,
-        leased_until: DateTime<Utc>,
+        lease_deadline: Instant,
         abort: &CancellationToken,
     ) -> Arc<RunningTask> {
         let task = Arc::new(RunningTask {
             kill: abort.child_token(),
             reason: Mutex::new(None),
-            leased_until: Mutex::new(leased_until),
+            lease_deadline: Mutex::new(lease_deadline),
         });
         self.lock().insert(id, task.clone());
         task
@@ -102,10 +112,10 @@ impl Running {
         self.lock().get(&id).cloned()
     }
 
-    /// Records a renewed lease.
-    pub fn renewed(&self, id: TaskId, until: DateTime<Utc>) {
+    /// Records a renewed lease (see [`RunningTask::lease_deadline`]).
+    pub fn renewed(&self, id: TaskId, lease_deadline: Instant) {
         if let Some(task) = self.get(id) {
-            task.set_leased_until(until);
+            task.set_lease_deadline(lease_deadline);
         }
     }
 

@@ -7,6 +7,7 @@ mod claim;
 mod cli;
 mod enqueue;
 mod http;
+mod lease;
 mod limit;
 mod ops;
 mod pool;
