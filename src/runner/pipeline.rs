@@ -249,12 +249,16 @@ impl<E: Executor> Pipeline<E> {
 
     fn persist_logs(&self, task: &ClaimedTask, output: &ExecOutput) -> Option<String> {
         let dir = self.config.logs_dir.as_deref()?;
-        // Spec §6.5: after a normal exit the log shows stdout trimmed and without the
-        // truncation marker; after a kill, the rendering with the marker.
+        // Spec §6.5: after a normal exit the log shows stdout trimmed; after a kill, the
+        // rendering with the truncation marker. A capped stdout shows the marker after a
+        // normal exit too (the reference left it out: §13.32), so the log never passes
+        // a cut-off output for the whole of it.
         let stdout = match output.ending {
-            Ending::Exited(_) => String::from_utf8_lossy(&output.stdout.bytes)
-                .trim()
-                .to_owned(),
+            Ending::Exited(_) if !output.stdout.truncated => {
+                String::from_utf8_lossy(&output.stdout.bytes)
+                    .trim()
+                    .to_owned()
+            }
             _ => output.stdout.rendered(),
         };
         logs::persist(

@@ -471,6 +471,29 @@ async fn logs_dir_files_are_written_and_linked() {
         content,
         "STDOUT:\nsome library printed this\n{\"ok\": true, \"return\": \"after noise\"}\nSTDERR:\na warning on stderr\n"
     );
+
+    // A stdout over the (default, 1 MiB) cap: the log says it was cut (spec §13.32).
+    let cap = 1 << 20;
+    let huge = insert(
+        &db.pool,
+        NewTask {
+            max_attempts: 1,
+            ..task("tasks.huge", json!({"bytes": cap + 100}))
+        },
+    )
+    .await;
+    run_burst(&db, &["--logs-dir", logs.to_str().unwrap()]).await;
+    let content = std::fs::read_to_string(logs.join(format!("task-{huge}-attempt-1.log"))).unwrap();
+    let stdout = content
+        .strip_prefix("STDOUT:\n")
+        .and_then(|rest| rest.split("\nSTDERR:").next())
+        .unwrap();
+    assert!(
+        stdout.len() == cap + "\n[TRUNCATED due to size limit]".len()
+            && stdout.ends_with("x\n[TRUNCATED due to size limit]"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(80)..]
+    );
 }
 
 #[tokio::test]
