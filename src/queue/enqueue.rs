@@ -70,9 +70,12 @@ pub async fn enqueue_one(
     )
     .await
     {
-        Ok(ids) => Ok(EnqueueOutcome::Inserted(
-            ids.first().copied().unwrap_or(TaskId(0)),
-        )),
+        Ok(ids) => {
+            super::notify::queues(pool, &[fields.queue_name.as_str()]).await;
+            Ok(EnqueueOutcome::Inserted(
+                ids.first().copied().unwrap_or(TaskId(0)),
+            ))
+        }
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
             let active = super::replay::active_twin(pool, spec_hash)
                 .await?
@@ -96,6 +99,9 @@ pub async fn enqueue_many(
     for chunk in specs.chunks(CHUNK) {
         let (json, hashes): (Vec<String>, Vec<String>) = chunk.iter().cloned().unzip();
         inserted += insert(pool, fields, &json, &hashes).await?.len() as u64;
+    }
+    if inserted > 0 {
+        super::notify::queues(pool, &[fields.queue_name.as_str()]).await;
     }
     Ok(inserted)
 }

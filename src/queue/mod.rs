@@ -9,6 +9,7 @@ pub mod complete;
 pub mod enqueue;
 pub mod error_object;
 pub mod lease;
+pub mod notify;
 pub mod periodic;
 pub mod prune;
 pub mod rate_limit;

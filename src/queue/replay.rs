@@ -69,10 +69,13 @@ pub async fn replay(pool: &PgPool, source: &ReplaySource) -> Result<ReplayOutcom
     .fetch_one(pool)
     .await;
     match inserted {
-        Ok(new) => Ok(ReplayOutcome::Replayed {
-            source: source_id,
-            new,
-        }),
+        Ok(new) => {
+            super::notify::rows(pool, &[new]).await;
+            Ok(ReplayOutcome::Replayed {
+                source: source_id,
+                new,
+            })
+        }
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
             // Lost a race with another insert of the same spec.
             Ok(ReplayOutcome::AlreadyActive(

@@ -124,5 +124,6 @@ pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sql
             Err(error) => return Err(error),
         }
     }
+    super::notify::rows(pool, &report.retried).await;
     Ok(report)
 }

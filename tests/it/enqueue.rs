@@ -173,3 +173,74 @@ async fn torture_drains_its_batch_and_reports() {
         "non-loopback refused before connecting"
     );
 }
+
+#[tokio::test]
+async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
+    // Idle sleeps of 20-25 s: only the NOTIFY from the command can make these fast.
+    let db = TestDb::new(crate::support::Variant::Sql).await;
+    let (handle, shutdown) = crate::support::start_worker(
+        &db,
+        &["--poll-min-backoff", "20s", "--poll-max-backoff", "25s"],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await; // asleep by now
+    let id_of = |out: &std::process::Output| -> i64 {
+        let text = stdout(out);
+        text.split(|c: char| !c.is_ascii_digit())
+            .find(|part| !part.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no id in {text:?}"))
+    };
+    let started = std::time::Instant::now();
+    let out = reproq(
+        &["enqueue", "--dsn", &db.url, "--task-path", "tasks.ok"],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let enqueued = id_of(&out);
+    crate::support::wait_for_status(&db.pool, enqueued, "SUCCESSFUL", 10).await;
+
+    let out = reproq(
+        &["replay", "--id", &enqueued.to_string(), "--dsn", &db.url],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let replayed: i64 =
+        sqlx::query_scalar("select max(result_id) from task_runs where result_id <> $1")
+            .bind(enqueued)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    crate::support::wait_for_status(&db.pool, replayed, "SUCCESSFUL", 10).await;
+
+    sqlx::query("update task_runs set status = 'FAILED', failed_at = now() where result_id = $1")
+        .bind(replayed)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = reproq(
+        &[
+            "triage",
+            "retry",
+            "--id",
+            &replayed.to_string(),
+            "--dsn",
+            &db.url,
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r = crate::support::wait_for_status(&db.pool, replayed, "SUCCESSFUL", 10).await;
+    assert_eq!(r.attempts, 1, "ran again after the retry");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "three pickups inside one idle sleep: {:?}",
+        started.elapsed()
+    );
+    shutdown.stop.cancel();
+    handle.await.unwrap();
+}
