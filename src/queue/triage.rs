@@ -109,15 +109,16 @@ pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sql
         .await;
         match moved {
             Ok(done) if done.rows_affected() == 1 => report.retried.push(id),
-            Ok(_) | Err(sqlx::Error::Database(_)) => {
-                let active: Option<TaskId> = sqlx::query_scalar(
-                    r#"select a.result_id from task_runs a join task_runs t on a.spec_hash = t.spec_hash
-                       where t.result_id = $1::bigint and a.status in ('READY', 'RUNNING') and a.result_id <> t.result_id limit 1"#,
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-                if let Some(active) = active {
+            // No row moved (an active twin exists, or the row is no longer FAILED), or
+            // the unique index on active hashes caught a race: report the twin if there
+            // is one. Any other error is an error.
+            Ok(_) => {
+                if let Some(active) = active_twin_of(pool, id).await? {
+                    report.conflicts.push((id, active));
+                }
+            }
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+                if let Some(active) = active_twin_of(pool, id).await? {
                     report.conflicts.push((id, active));
                 }
             }
@@ -126,4 +127,15 @@ pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sql
     }
     super::notify::rows(pool, &report.retried).await;
     Ok(report)
+}
+
+/// The READY or RUNNING row sharing `id`'s spec hash, if any.
+async fn active_twin_of(pool: &PgPool, id: TaskId) -> Result<Option<TaskId>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"select a.result_id from task_runs a join task_runs t on a.spec_hash = t.spec_hash
+           where t.result_id = $1::bigint and a.status in ('READY', 'RUNNING') and a.result_id <> t.result_id limit 1"#,
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
