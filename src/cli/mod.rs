@@ -112,10 +112,28 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("reproq: {error:#}");
+            eprintln!("reproq: {}", error_chain(&error));
             exit_code_for(&error)
         }
     }
+}
+
+/// `outer: inner: …` like anyhow's `{:#}`, minus the causes whose text the previous
+/// message already ends with (driver errors often repeat their source in their own
+/// message, which printed "Connection refused" three times).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.ends_with(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
@@ -177,4 +195,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_drops_causes_repeated_by_their_parent() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let error = anyhow::Error::new(sqlx::Error::Io(io)).context("opening the database");
+        let text = error_chain(&error);
+        assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+        assert!(text.starts_with("opening the database: "), "{text}");
+    }
 }
