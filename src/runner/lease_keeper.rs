@@ -44,6 +44,8 @@ impl LeaseKeeper {
     /// Runs until `done` fires.
     pub async fn run(self, done: CancellationToken) {
         let mut next_renewal = self.heartbeat.map(|h| Instant::now() + h);
+        // Whether the last renewal failed: an outage is logged once, not every second.
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(CANCEL_POLL) => {}
@@ -55,10 +57,19 @@ impl LeaseKeeper {
             }
             match next_renewal {
                 Some(due) if Instant::now() >= due => {
-                    next_renewal = if self.renew(&ids).await {
-                        self.heartbeat.map(|h| Instant::now() + h)
-                    } else {
-                        Some(Instant::now()) // the next tick retries
+                    next_renewal = match self.renew(&ids).await {
+                        Ok(()) => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("Heartbeat recovered");
+                            }
+                            self.heartbeat.map(|h| Instant::now() + h)
+                        }
+                        Err(error) => {
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %error, "Heartbeat failed; retrying every second while leases last");
+                            }
+                            Some(Instant::now()) // the next tick retries
+                        }
                     };
                 }
                 _ => self.poll_cancellations(&ids).await,
@@ -66,8 +77,12 @@ impl LeaseKeeper {
         }
     }
 
-    /// One renewal pass (also used by tests); whether the database answered.
-    pub async fn renew(&self, ids: &[TaskId]) -> bool {
+    /// One renewal pass (also used by tests). `Err` when the database did not answer;
+    /// tasks whose lease would end before the next retry are killed then.
+    ///
+    /// # Errors
+    /// The renewal statement failed.
+    pub async fn renew(&self, ids: &[TaskId]) -> Result<(), sqlx::Error> {
         let sent = std::time::Instant::now();
         let renewal = lease::renew(&self.pool, ids, &self.worker_id, self.lease).await;
         self.observer
@@ -93,10 +108,9 @@ impl LeaseKeeper {
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }
-                true
+                Ok(())
             }
             Err(error) => {
-                tracing::warn!(error = %error, "Heartbeat failed; retrying while leases last");
                 // Kill what would expire before the next retry could save it.
                 let horizon = std::time::Instant::now() + CANCEL_POLL;
                 for id in ids {
@@ -113,7 +127,7 @@ impl LeaseKeeper {
                         self.kill(*id, KillReason::LeaseLost);
                     }
                 }
-                false
+                Err(error)
             }
         }
     }

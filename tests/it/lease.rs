@@ -49,11 +49,10 @@ async fn renewal_extends_our_leases_and_kills_tasks_whose_lease_is_gone() {
     let ours_handle = running.insert(ours, soon, &abort);
     let stolen_handle = running.insert(stolen, soon, &abort);
 
-    assert!(
-        keeper(db.pool.clone(), running.clone())
-            .renew(&[ours, stolen])
-            .await
-    );
+    keeper(db.pool.clone(), running.clone())
+        .renew(&[ours, stolen])
+        .await
+        .unwrap();
     assert_eq!(ours_handle.reason(), None);
     assert!(
         ours_handle.lease_deadline() > Instant::now() + LEASE - Duration::from_secs(5),
@@ -90,7 +89,10 @@ async fn a_database_outage_kills_only_tasks_whose_lease_runs_out() {
         .unwrap();
     let keeper = keeper(unreachable, running.clone());
 
-    assert!(!keeper.renew(&[safe, expiring]).await, "the renewal failed");
+    assert!(
+        keeper.renew(&[safe, expiring]).await.is_err(),
+        "the renewal failed"
+    );
     assert_eq!(
         safe_handle.reason(),
         None,
