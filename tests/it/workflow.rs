@@ -27,10 +27,10 @@ async fn chain(db: &TestDb, paths: &[&str]) -> Vec<i64> {
     ids
 }
 
-async fn chord(db: &TestDb, members: &[&str]) -> (Uuid, Vec<i64>, i64) {
-    let workflow = Uuid::new_v4();
+/// READY members of `workflow`, one attempt each.
+async fn workflow_members(db: &TestDb, workflow: Uuid, paths: &[&str]) -> Vec<i64> {
     let mut ids = Vec::new();
-    for path in members {
+    for path in paths {
         ids.push(
             insert(
                 &db.pool,
@@ -43,6 +43,12 @@ async fn chord(db: &TestDb, members: &[&str]) -> (Uuid, Vec<i64>, i64) {
             .await,
         );
     }
+    ids
+}
+
+async fn chord(db: &TestDb, members: &[&str]) -> (Uuid, Vec<i64>, i64) {
+    let workflow = Uuid::new_v4();
+    let ids = workflow_members(db, workflow, members).await;
     let callback = insert(
         &db.pool,
         NewTask {
@@ -262,17 +268,7 @@ async fn members_of_a_workflow_without_callback_are_counted() {
         let mut workflows = Vec::new();
         for paths in [&["tasks.ok", "tasks.ok"][..], &["tasks.fail"][..]] {
             let workflow = Uuid::new_v4();
-            for path in paths {
-                insert(
-                    &db.pool,
-                    NewTask {
-                        workflow_id: Some(workflow),
-                        max_attempts: 1,
-                        ..task(path, json!({}))
-                    },
-                )
-                .await;
-            }
+            workflow_members(&db, workflow, paths).await;
             sqlx::query("insert into workflow_runs (workflow_id, expected_count, success_count, failure_count, callback_result_id, status, created_at, updated_at) values ($1, $2, 0, 0, null, 'RUNNING', now(), now())")
                 .bind(workflow)
                 .bind(paths.len() as i32)
