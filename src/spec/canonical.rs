@@ -2,6 +2,12 @@
 //! the canonical form reproq-django hashes (contract §3.2), over a number-preserving
 //! JSON parse: integers keep every digit; floats print as Python's `repr` (shortest
 //! round-trip digits, `1.0`, `1e-07`, `1e+16`).
+//!
+//! Hand-written because the hash must be byte-identical to Python's: serde_json's
+//! `arbitrary_precision` keeps number text but not Python's float `repr` (`1E-7` must
+//! become `1e-07`, `0.5e1` → `5.0`), and JSON-canonicalisation crates (RFC 8785) sort
+//! keys by UTF-16 units and print numbers the JavaScript way. Strings and the number
+//! grammar are still checked by serde_json.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
