@@ -237,6 +237,30 @@ async fn every_auth_outcome_and_the_limiter() {
 }
 
 #[tokio::test]
+async fn jwt_without_exp_is_refused_unless_allowed() {
+    let secret = "s3cret-token";
+    let no_exp =
+        json!({"sub": "1", "superuser": true, "iss": "reproq-django", "aud": "reproq-tui"});
+    let token = jwt(Algorithm::HS256, no_exp, secret);
+    for (extra, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("--metrics-auth-allow-no-exp"), StatusCode::OK),
+        (
+            Some("--metrics-auth-allow-no-exp=false"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let db = TestDb::new(Variant::Sql).await;
+        let mut flags = vec!["--metrics-auth-token", secret];
+        flags.extend(extra);
+        let server = start(&db, &flags, plain(), "http").await;
+        let response = server.get_auth("/metrics", &token).await;
+        assert_eq!(response.status(), expected, "{extra:?}");
+        server.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn allow_list_is_checked_before_the_token() {
     let db = TestDb::new(Variant::Sql).await;
     let server = start(
