@@ -112,16 +112,38 @@ fn bad_arguments_exit_2() {
             "--run-after",
         ),
     ] {
+        check(args, needle);
+    }
+    // Deep nesting is an error, not a stack overflow: 100,000 nested arrays (the text is
+    // cut at 100,000 `[`, since Linux caps one argument at 128 KiB), and a complete
+    // 65,000-deep value.
+    let open = "[".repeat(100_000);
+    let closed = format!("{}{}", "[".repeat(65_000), "]".repeat(65_000));
+    let kwargs = format!("{}1{}", r#"{"a":"#.repeat(20_000), "}".repeat(20_000));
+    for (flag, text) in [
+        ("--args", &open),
+        ("--args", &closed),
+        ("--kwargs", &kwargs),
+    ] {
+        check(
+            vec!["enqueue", "--task-path", "t.x", flag, text],
+            "nested deeper than 1000 levels",
+        );
+    }
+
+    fn check(args: Vec<&str>, needle: &str) {
         let out = reproq(
             &args,
             &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
             None,
         );
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let shown: Vec<&str> = args.iter().map(|a| &a[..a.len().min(40)]).collect();
+        assert_eq!(out.status.code(), Some(2), "{shown:?}");
+        let err = crate::support::stderr(&out);
         assert!(
-            crate::support::stderr(&out).contains(needle),
-            "{args:?}: {}",
-            crate::support::stderr(&out)
+            err.contains(needle),
+            "{shown:?}: {}",
+            &err[..err.len().min(400)]
         );
     }
 }

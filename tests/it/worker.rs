@@ -689,3 +689,61 @@ async fn env_scrub_removes_variables_from_task_processes() {
         "everything else is inherited"
     );
 }
+
+#[tokio::test]
+async fn deeply_nested_json_fails_the_task_and_the_worker_runs_on() {
+    let db = TestDb::new(Variant::Sql).await;
+    let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    // PostgreSQL's own jsonb parser refuses 100,000 levels ("stack depth limit exceeded"),
+    // so the spec row is as deep as it stores: 10,000 levels.
+    let deep_spec = insert(&db.pool, task("tasks.ok", json!({}))).await;
+    sqlx::query("update task_runs set spec_json = $1::jsonb where result_id = $2")
+        .bind(format!(
+            r#"{{"task_path": "tasks.ok", "args": [{}], "kwargs": {{}}}}"#,
+            nested(10_000)
+        ))
+        .bind(deep_spec)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // The executor prints an envelope whose `return` nests 100,000 arrays.
+    let deep_return = insert(
+        &db.pool,
+        NewTask {
+            max_attempts: 1,
+            ..task("tasks.deep_return", json!({"levels": 100_000}))
+        },
+    )
+    .await;
+    let (handle, shutdown) = start_worker(&db, &[]).await;
+
+    let r = wait_for_status(&db.pool, deep_spec, "FAILED", 30).await;
+    assert_eq!(
+        (r.attempts, r.last_kind().as_str()),
+        (1, "invalid_spec"),
+        "{r:?}"
+    );
+    assert!(
+        r.last_message().contains("nested deeper than 1000 levels"),
+        "{}",
+        r.last_message()
+    );
+    let r = wait_for_status(&db.pool, deep_return, "FAILED", 30).await;
+    assert!(
+        r.last_message()
+            .starts_with("Invalid JSON on stdout: the return value has arrays and objects nested deeper than 1000 levels"),
+        "{}",
+        r.last_message()
+    );
+    assert!(
+        r.return_json.is_none(),
+        "nothing of the deep value is stored"
+    );
+
+    // The worker is still running and takes the next task.
+    let next = insert(&db.pool, task("tasks.ok", json!({}))).await;
+    wait_for_status(&db.pool, next, "SUCCESSFUL", 30).await;
+    assert!(!handle.is_finished());
+    shutdown.stop.cancel();
+    handle.await.unwrap();
+}
