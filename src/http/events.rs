@@ -1,6 +1,6 @@
 //! `/events`: Server-Sent Events (spec §9.5). The recent history first, then live
 //! events, filtered by `queue`, `worker_id` and `task_id`; a `: ping` comment every
-//! 15 s. No write timeout: a stream lasts until the client leaves or the server stops.
+//! 15 s ([`HttpState::events_ping`]). No write timeout: a stream lasts until the client leaves or the server stops.
 //! A slow client loses events; the worker never waits for it.
 
 use std::convert::Infallible;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Body, HttpState, text};
 use crate::events::{EventBus, Filter};
 
-/// Interval of the keep-alive comment.
+/// Interval of the keep-alive comment (the Go worker's).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Frames buffered between the forwarding task and the socket.
 const FRAME_BUFFER: usize = 16;
@@ -39,7 +39,7 @@ pub fn handle<B>(
     let body = if request.method() == Method::HEAD {
         Empty::new().boxed()
     } else {
-        stream(bus, filter, stop.clone())
+        stream(bus, filter, state.events_ping, stop.clone())
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -49,7 +49,7 @@ pub fn handle<B>(
     response
 }
 
-fn stream(bus: &EventBus, filter: Filter, stop: CancellationToken) -> Body {
+fn stream(bus: &EventBus, filter: Filter, every: Duration, stop: CancellationToken) -> Body {
     let (history, mut live) = bus.subscribe();
     let (frames, receiver) = mpsc::channel::<Bytes>(FRAME_BUFFER);
     tokio::spawn(async move {
@@ -58,8 +58,7 @@ fn stream(bus: &EventBus, filter: Filter, stop: CancellationToken) -> Body {
                 return;
             }
         }
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let frame = tokio::select! {
                 received = live.recv() => match received {

@@ -258,7 +258,7 @@ async fn standby_takes_over_when_the_leader_dies() {
             .unwrap()
     };
     let mut leader = start();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    wait_for_leader(&db.pool).await;
     let standby = start();
     periodic(
         &db.pool,
@@ -301,6 +301,28 @@ async fn standby_takes_over_when_the_leader_dies() {
             (Some("beat"), Some("beat")),
             "{line}"
         );
+    }
+}
+
+/// Waits until a beat holds the leader's session-level advisory lock in this database.
+async fn wait_for_leader(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_locks where locktype = 'advisory' and granted \
+             and database = (select oid from pg_database where datname = current_database()))",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if held {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no beat took the lead"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

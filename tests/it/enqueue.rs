@@ -199,13 +199,20 @@ async fn torture_drains_its_batch_and_reports() {
 #[tokio::test]
 async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
     // Idle sleeps of 20-25 s: only the NOTIFY from the command can make these fast.
+    use crate::support::{wait_for_metric, wait_until_listening};
     let db = TestDb::new(crate::support::Variant::Sql).await;
-    let (handle, shutdown) = crate::support::start_worker(
+    let worker = crate::support::start_observed_worker(
         &db,
         &["--poll-min-backoff", "20s", "--poll-max-backoff", "25s"],
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await; // asleep by now
+    // Asleep: listening for wake-ups, and its first claim found nothing. After each pickup
+    // it claims once more (nothing) before sleeping again: one queue, 1 + 2k claims.
+    let claims = r#"reproq_claim_duration_seconds_count{queue="default"}"#;
+    let asleep_after =
+        |pickups: u32| wait_for_metric(&worker.metrics, claims, f64::from(1 + 2 * pickups), 10);
+    wait_until_listening(&db.pool, 10).await;
+    asleep_after(0).await;
     let id_of = |out: &std::process::Output| -> i64 {
         let text = stdout(out);
         text.split(|c: char| !c.is_ascii_digit())
@@ -222,6 +229,7 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
     assert!(out.status.success(), "{out:?}");
     let enqueued = id_of(&out);
     crate::support::wait_for_status(&db.pool, enqueued, "SUCCESSFUL", 10).await;
+    asleep_after(1).await;
 
     let out = reproq(
         &["replay", "--id", &enqueued.to_string(), "--dsn", &db.url],
@@ -242,7 +250,7 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
         .execute(&db.pool)
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    asleep_after(2).await;
     let out = reproq(
         &[
             "triage",
@@ -263,6 +271,5 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
         "three pickups inside one idle sleep: {:?}",
         started.elapsed()
     );
-    shutdown.stop.cancel();
-    handle.await.unwrap();
+    worker.stop().await;
 }

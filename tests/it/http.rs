@@ -56,6 +56,17 @@ impl Running {
 
 /// Starts a worker on `db` with `flags` (worker and metrics flags alike).
 async fn start(db: &TestDb, flags: &[&str], client: reqwest::Client, scheme: &str) -> Running {
+    start_with_ping(db, flags, client, scheme, http::events::PING_INTERVAL).await
+}
+
+/// [`start`] with `/events` keep-alive comments every `ping`.
+async fn start_with_ping(
+    db: &TestDb,
+    flags: &[&str],
+    client: reqwest::Client,
+    scheme: &str,
+    ping: Duration,
+) -> Running {
     let config = reproq::cli::parse_worker_config(&worker_args(db, flags)).unwrap();
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventBus::new());
@@ -68,6 +79,7 @@ async fn start(db: &TestDb, flags: &[&str], client: reqwest::Client, scheme: &st
         access: Access::from_config(&config.metrics).unwrap(),
         tls: http::tls::acceptor(&config.metrics).unwrap(),
         draining: shutdown.stop.clone(),
+        events_ping: ping,
     });
     let listener = http::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -455,9 +467,11 @@ fn events_of(buffer: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
+async fn events_stream_filters_by_queue_and_keeps_alive_with_pings() {
     let db = TestDb::new(Variant::Sql).await;
-    let server = start(&db, &["--queues", "default,other"], plain(), "http").await;
+    let ping = Duration::from_millis(200);
+    let flags = ["--queues", "default,other"];
+    let server = start_with_ping(&db, &flags, plain(), "http", ping).await;
     let mut stream = server.get("/events?queue=other").await;
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
@@ -492,10 +506,13 @@ async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
     assert_eq!(success["metadata"]["attempt"], "1");
     assert_eq!(success["metadata"]["max_attempts"], "3");
 
-    // Past the proxy's 30 s read timeout: pings keep it alive, and events still arrive.
+    // An idle stream gets `: ping` comments (every 15 s in production, injected 200 ms
+    // here) that keep proxies' read timeouts from closing it, and stays open for events.
     buffer.clear();
-    read_until(&mut stream, &mut buffer, 20, |b| b.contains(": ping\n\n")).await;
-    tokio::time::sleep(Duration::from_secs(16)).await;
+    read_until(&mut stream, &mut buffer, 20, |b| {
+        b.matches(": ping\n\n").count() >= 3
+    })
+    .await;
     let failing = insert(
         &db.pool,
         crate::support::NewTask {
@@ -515,7 +532,7 @@ async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
     assert_eq!(retry["metadata"]["exception_class"], "ValueError");
     assert_eq!(retry["metadata"]["error_message"], "boom");
     assert!(retry["metadata"]["next_run"].as_str().is_some());
-    assert!(buffer.matches(": ping\n\n").count() >= 2, "{buffer}");
+    assert!(buffer.matches(": ping\n\n").count() >= 3, "{buffer}");
 
     // A new subscriber gets the history replayed, filtered.
     let mut replay = server.get(&format!("/events?task_id={watched}")).await;
