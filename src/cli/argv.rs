@@ -4,6 +4,10 @@
 //! `--dsn=x`, a flag given an empty value (`--queues ""`) is dropped as "not given",
 //! and parsing stops at `--` or at the first positional argument, whose tail Go
 //! ignores.
+//!
+//! Not a crate: clap stays the parser; these are small rewrites that give it the Go
+//! `flag` package's conventions (single-dash long flags, empty means "not given",
+//! last one wins), which no argument crate offers as an option.
 
 use std::ffi::OsString;
 

@@ -99,6 +99,7 @@ impl Services {
             access,
             tls,
             draining: shutdown.stop.clone(),
+            events_ping: http::events::PING_INTERVAL,
         });
         // Several workers on one host may share a port: a bind failure is not fatal.
         match http::bind(addr).await {

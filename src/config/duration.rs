@@ -3,6 +3,11 @@
 //! Parsing returns a signed count of nanoseconds so callers can reject negative
 //! values with a message that names their own key; [`parse_positive`] is the
 //! common case.
+//!
+//! Hand-written because the widely used crate, `humantime`, speaks another grammar
+//! (no fractions such as `1.5h`, no sign, extra units such as `1day`); Go's units
+//! (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), fractions and overflow rules are the
+//! compatibility surface, small enough to own and pinned by the tests below.
 
 use std::time::Duration;
 

@@ -58,6 +58,7 @@ const METRICS_KEYS: &[&str] = &[
     "auth_limit",
     "auth_window",
     "auth_max_entries",
+    "auth_allow_no_exp",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -301,6 +302,20 @@ impl Section<'_> {
                 .ok_or_else(|| self.error(key, &format!("expected an integer, found {n}"))),
             Some(other) => {
                 Err(self.error(key, &format!("expected an integer, found {}", kind(other))))
+            }
+        }
+    }
+
+    /// A boolean key (`true`/`false`).
+    ///
+    /// # Errors
+    /// The value is not a boolean.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, FileError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => {
+                Err(self.error(key, &format!("expected a boolean, found {}", kind(other))))
             }
         }
     }

@@ -36,6 +36,9 @@ pub struct MetricsFlags {
     /// Hosts tracked by the limiter [default: 1000]
     #[arg(long, env = "METRICS_AUTH_MAX_ENTRIES", value_parser = values::go_positive)]
     pub metrics_auth_max_entries: Option<i64>,
+    /// Accept JWTs that carry no numeric `exp` (the Go worker always did) [default: false]
+    #[arg(long, env = "METRICS_AUTH_ALLOW_NO_EXP", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = values::go_bool)]
+    pub metrics_auth_allow_no_exp: Option<bool>,
     /// TLS certificate (PEM)
     #[arg(long, env = "METRICS_TLS_CERT")]
     pub metrics_tls_cert: Option<PathBuf>,
@@ -79,6 +82,8 @@ pub struct MetricsConfig {
     pub auth_window: Duration,
     /// Hosts tracked by the limiter.
     pub auth_max_entries: usize,
+    /// Whether a JWT without a numeric `exp` is accepted (off: such tokens never expire).
+    pub auth_allow_no_exp: bool,
     /// TLS certificate.
     pub tls_cert: Option<PathBuf>,
     /// TLS key.
@@ -168,6 +173,13 @@ impl MetricsConfig {
             from_file(section, |s| s.int("auth_max_entries")),
             1000,
         );
+        let auth_allow_no_exp = layers.pick(
+            "metrics.auth_allow_no_exp",
+            Some("metrics_auth_allow_no_exp"),
+            flags.metrics_auth_allow_no_exp,
+            from_file(section, |s| s.boolean("auth_allow_no_exp")),
+            false,
+        );
         let mut path = |key: &str, id: &str, flag: &Option<PathBuf>, file_key: &str| {
             let value = layers.pick(
                 key,
@@ -239,6 +251,7 @@ impl MetricsConfig {
             auth_limit: auth_limit?,
             auth_window: auth_window?,
             auth_max_entries: auth_max_entries?,
+            auth_allow_no_exp,
             tls_cert,
             tls_key,
             tls_client_ca,

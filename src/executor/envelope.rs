@@ -5,12 +5,15 @@
 //! to fd 1 around the envelope no longer turns a success into a failure). Anything
 //! else becomes `ok: false` with an `Invalid JSON on stdout: …` message. The exit
 //! status never decides success. `NaN`/`Infinity` (which Python's `json.dumps` allows)
-//! are not JSON and are reported as invalid output.
+//! are not JSON and are reported as invalid output. A `return` nested deeper than
+//! [`MAX_DEPTH`] is refused the same way: PostgreSQL could not store it (its jsonb parser
+//! stops at its stack limit) and recursive code over it would overflow ours.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::capture::Captured;
+use crate::spec::depth::{self, MAX_DEPTH, TOO_DEEP};
 
 /// The decoded envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -95,7 +98,7 @@ pub fn parse(stdout: &Captured) -> Envelope {
         return Envelope::default();
     }
     let whole_error = match parse_object(text) {
-        Ok(wire) => return wire.into(),
+        Ok(wire) => return accept(wire),
         Err(error) => error,
     };
     let from_last_line = text
@@ -109,9 +112,25 @@ pub fn parse(stdout: &Captured) -> Envelope {
             parse_object(line).ok()
         });
     match from_last_line {
-        Some(wire) => wire.into(),
+        Some(wire) => accept(wire),
         None => invalid(&format!("Invalid JSON on stdout: {whole_error}")),
     }
+}
+
+/// The envelope, unless its `return` nests deeper than [`MAX_DEPTH`]. The other keys
+/// are strings: a nested value there is already a type error, and unknown keys are
+/// skipped by serde_json without recursion.
+fn accept(wire: Wire) -> Envelope {
+    let too_deep = wire
+        .return_json
+        .as_ref()
+        .is_some_and(|raw| depth::exceeds(raw.get(), MAX_DEPTH));
+    if too_deep {
+        return invalid(&format!(
+            "Invalid JSON on stdout: the return value has {TOO_DEEP}"
+        ));
+    }
+    wire.into()
 }
 
 /// Decodes a JSON object (serde would also accept an array for a struct).
@@ -180,6 +199,40 @@ mod tests {
             ),
             (false, "ValueError", "boom", "tb")
         );
+    }
+
+    #[test]
+    fn deep_returns_are_refused_without_recursion() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let deepest = format!(r#"{{"ok": true, "return": {}}}"#, nested(MAX_DEPTH));
+        assert_eq!(
+            parse_str(&deepest).return_json,
+            Some(nested(MAX_DEPTH)),
+            "the limit itself is accepted"
+        );
+        for levels in [MAX_DEPTH + 1, 100_000] {
+            let e = parse_str(&format!(r#"{{"ok": true, "return": {}}}"#, nested(levels)));
+            assert!(!e.ok && e.return_json.is_none(), "{levels}");
+            assert_eq!(
+                e.message,
+                format!("Invalid JSON on stdout: the return value has {TOO_DEEP}")
+            );
+        }
+        // After noise, the last-line fallback parses with serde_json (limit 128): refused too.
+        let e = parse_str(&format!(
+            "noise\n{{\"ok\": true, \"return\": {}}}",
+            nested(100_000)
+        ));
+        assert!(
+            !e.ok && e.message.starts_with("Invalid JSON on stdout"),
+            "{}",
+            e.message
+        );
+        let e = parse_str(&format!(
+            r#"{{"ok": true, "extra": {}, "return": 1}}"#,
+            nested(100_000)
+        ));
+        assert!(e.ok, "an unknown deep key is skipped, not walked");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub struct Refusal {
 pub struct Access {
     allow: Option<AllowList>,
     token: Option<Secret>,
+    allow_no_exp: bool,
     limiter: Limiter,
 }
 
@@ -82,6 +83,7 @@ impl Access {
         Ok(Access {
             allow: AllowList::parse(&config.allow_cidrs)?,
             token: config.auth_token.clone(),
+            allow_no_exp: config.auth_allow_no_exp,
             limiter: Limiter::new(
                 config.auth_limit,
                 config.auth_window,
@@ -121,7 +123,7 @@ impl Access {
         if let Some(presented) = bearer(headers) {
             let secret = token.expose();
             if bool::from(presented.as_bytes().ct_eq(secret.as_bytes()))
-                || jwt::is_valid(presented, secret)
+                || jwt::is_valid(presented, secret, self.allow_no_exp)
             {
                 return Ok(());
             }

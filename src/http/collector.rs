@@ -18,19 +18,29 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 /// Longest wait for one query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts [`run`] in the background.
+/// Starts [`run`] in the background, every [`INTERVAL`].
 pub fn spawn(
     pool: PgPool,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(pool, metrics, stop))
+    spawn_every(pool, metrics, INTERVAL, stop)
 }
 
-/// Collects until `stop` fires.
-pub async fn run(pool: PgPool, metrics: Arc<Metrics>, stop: CancellationToken) {
+/// Starts [`run`] in the background, every `every` (tests shorten it).
+pub fn spawn_every(
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(pool, metrics, every, stop))
+}
+
+/// Collects every `every` until `stop` fires.
+pub async fn run(pool: PgPool, metrics: Arc<Metrics>, every: Duration, stop: CancellationToken) {
     let mut cpu = CpuSampler::new();
-    let mut ticks = tokio::time::interval(INTERVAL);
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

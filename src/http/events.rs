@@ -1,6 +1,6 @@
 //! `/events`: Server-Sent Events (spec §9.5). The recent history first, then live
 //! events, filtered by `queue`, `worker_id` and `task_id`; a `: ping` comment every
-//! 15 s. No write timeout: a stream lasts until the client leaves or the server stops.
+//! 15 s ([`HttpState::events_ping`]). No write timeout: a stream lasts until the client leaves or the server stops.
 //! A slow client loses events; the worker never waits for it.
 
 use std::convert::Infallible;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Body, HttpState, text};
 use crate::events::{EventBus, Filter};
 
-/// Interval of the keep-alive comment.
+/// Interval of the keep-alive comment (the Go worker's).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Frames buffered between the forwarding task and the socket.
 const FRAME_BUFFER: usize = 16;
@@ -39,7 +39,7 @@ pub fn handle<B>(
     let body = if request.method() == Method::HEAD {
         Empty::new().boxed()
     } else {
-        stream(bus, filter, stop.clone())
+        stream(bus, filter, state.events_ping, stop.clone())
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -49,7 +49,7 @@ pub fn handle<B>(
     response
 }
 
-fn stream(bus: &EventBus, filter: Filter, stop: CancellationToken) -> Body {
+fn stream(bus: &EventBus, filter: Filter, every: Duration, stop: CancellationToken) -> Body {
     let (history, mut live) = bus.subscribe();
     let (frames, receiver) = mpsc::channel::<Bytes>(FRAME_BUFFER);
     tokio::spawn(async move {
@@ -58,8 +58,7 @@ fn stream(bus: &EventBus, filter: Filter, stop: CancellationToken) -> Body {
                 return;
             }
         }
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let frame = tokio::select! {
                 received = live.recv() => match received {
@@ -107,16 +106,18 @@ impl hyper::body::Body for SseBody {
 }
 
 /// Reads the filters; `Err` when `task_id` is not a signed 64-bit integer.
+///
+/// The query is `application/x-www-form-urlencoded` (`+` is a space, `%XX` escapes, a
+/// malformed escape kept as written, invalid UTF-8 replaced), decoded by the
+/// `form_urlencoded` crate that `url` and hyper's ecosystem already use.
 pub fn parse_filter(query: &str) -> Result<Filter, std::num::ParseIntError> {
     let mut filter = Filter::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
         if value.is_empty() {
             continue;
         }
-        match percent_decode(key).as_str() {
+        match key.as_ref() {
             "queue" => filter.queue = Some(value.to_owned()),
             "worker_id" => filter.worker_id = Some(value.to_owned()),
             "task_id" => filter.task_id = Some(value.parse()?),
@@ -124,34 +125,6 @@ pub fn parse_filter(query: &str) -> Result<Filter, std::num::ParseIntError> {
         }
     }
     Ok(filter)
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -167,7 +140,11 @@ mod tests {
         assert_eq!(parse_filter("task_id=&queue=").unwrap(), Filter::default());
         assert!(parse_filter("task_id=abc").is_err());
         assert!(parse_filter("task_id=99999999999999999999").is_err());
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        let kept = parse_filter("queue=100%&worker_id=%zz%2").unwrap();
+        assert_eq!(kept.queue.as_deref(), Some("100%"));
+        assert_eq!(kept.worker_id.as_deref(), Some("%zz%2"));
+        let encoded_key = parse_filter("qu%65ue=a+b%2Bc&task_id=-7").unwrap();
+        assert_eq!(encoded_key.queue.as_deref(), Some("a b+c"));
+        assert_eq!(encoded_key.task_id, Some(-7));
     }
 }

@@ -1,6 +1,10 @@
 //! TUI tokens minted by reproq-django (spec §9.3, contract §7.2): HS256 only, signed
 //! with the metrics auth token, for audience `reproq-tui` or `reproq-worker`, by a
 //! superuser, not expired.
+//!
+//! Unlike the Go worker, a token must carry a numeric `exp` (reproq-django always sets
+//! one): a token without it would be valid forever. `metrics.auth_allow_no_exp`
+//! (`--metrics-auth-allow-no-exp`, `METRICS_AUTH_ALLOW_NO_EXP`) restores the Go rule.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -10,12 +14,17 @@ pub const AUDIENCES: [&str; 2] = ["reproq-tui", "reproq-worker"];
 /// The only issuer accepted when a token names one.
 pub const ISSUER: &str = "reproq-django";
 
-/// Whether `token` is a valid TUI JWT signed with `secret`.
-pub fn is_valid(token: &str, secret: &str) -> bool {
+/// Whether `token` is a valid TUI JWT signed with `secret`; one without a numeric
+/// `exp` only when `allow_no_exp`.
+pub fn is_valid(token: &str, secret: &str, allow_no_exp: bool) -> bool {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.validate_exp = true;
-    validation.set_required_spec_claims(&["aud"]);
+    if allow_no_exp {
+        validation.set_required_spec_claims(&["aud"]);
+    } else {
+        validation.set_required_spec_claims(&["aud", "exp"]);
+    }
     validation.set_audience(&AUDIENCES);
     // `decode` rejects every other `alg` (HS512, RS256, `none` …), padded base64 and a
     // bad signature (compared in constant time).
@@ -56,12 +65,31 @@ mod tests {
     #[test]
     fn accepts_what_django_mints() {
         let claims = json!({"sub": "1", "superuser": true, "iss": "reproq-django", "aud": "reproq-tui", "exp": later()});
-        assert!(is_valid(&mint(Algorithm::HS256, claims, "s3"), "s3"));
-        let array_aud = json!({"superuser": true, "aud": ["x", "reproq-worker"]});
-        assert!(
-            is_valid(&mint(Algorithm::HS256, array_aud, "s3"), "s3"),
-            "no exp is accepted"
-        );
+        assert!(is_valid(&mint(Algorithm::HS256, claims, "s3"), "s3", false));
+        let array_aud = json!({"superuser": true, "aud": ["x", "reproq-worker"], "exp": later()});
+        assert!(is_valid(
+            &mint(Algorithm::HS256, array_aud, "s3"),
+            "s3",
+            false
+        ));
+    }
+
+    #[test]
+    fn exp_is_required_unless_allowed() {
+        for claims in [
+            json!({"superuser": true, "aud": "reproq-tui"}),
+            json!({"superuser": true, "aud": "reproq-tui", "exp": "tomorrow"}),
+        ] {
+            let token = mint(Algorithm::HS256, claims.clone(), "s3");
+            assert!(!is_valid(&token, "s3", false), "{claims}");
+            assert!(is_valid(&token, "s3", true), "{claims}");
+        }
+        let expired = json!({"superuser": true, "aud": "reproq-tui", "exp": 1000});
+        assert!(!is_valid(
+            &mint(Algorithm::HS256, expired, "s3"),
+            "s3",
+            true
+        ));
     }
 
     #[test]
@@ -94,7 +122,7 @@ mod tests {
         ];
         for (alg, claims, secret) in cases {
             assert!(
-                !is_valid(&mint(alg, claims.clone(), secret), "s3"),
+                !is_valid(&mint(alg, claims.clone(), secret), "s3", true),
                 "{alg:?} {claims}"
             );
         }
@@ -104,7 +132,7 @@ mod tests {
     fn rejects_alg_none_and_padding() {
         // {"alg":"none","typ":"JWT"} . {"superuser":true,"aud":"reproq-tui"} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdXBlcnVzZXIiOnRydWUsImF1ZCI6InJlcHJvcS10dWkifQ.";
-        assert!(!is_valid(none, "s3"));
+        assert!(!is_valid(none, "s3", true));
         let good = mint(
             Algorithm::HS256,
             json!({"superuser": true, "aud": "reproq-tui"}),
@@ -112,6 +140,7 @@ mod tests {
         );
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
         parts[1].push('=');
-        assert!(!is_valid(&parts.join("."), "s3"));
+        assert!(is_valid(&good, "s3", true));
+        assert!(!is_valid(&parts.join("."), "s3", true));
     }
 }

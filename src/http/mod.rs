@@ -84,6 +84,9 @@ pub struct HttpState {
     pub tls: Option<TlsAcceptor>,
     /// The worker's `stop` token: once cancelled, `/healthz` answers 503.
     pub draining: CancellationToken,
+    /// Interval of the `/events` keep-alive comment: [`events::PING_INTERVAL`]; tests
+    /// shorten it.
+    pub events_ping: Duration,
 }
 
 /// Serves until `stop` fires, then lets open connections finish for up to

@@ -21,6 +21,7 @@ use crate::executor::{
 use crate::queue::backoff::{INFRA_RETRY_DELAY, app_error_delay};
 use crate::queue::complete::{self, CompleteError, PendingSuccess};
 use crate::queue::{ClaimedTask, Lease, Outcome, TaskError};
+use crate::spec::depth::{self, MAX_DEPTH, TOO_DEEP};
 
 /// Deadline for writing an outcome, independent of shutdown.
 pub const COMPLETION_DEADLINE: Duration = Duration::from_secs(10);
@@ -356,8 +357,14 @@ impl<E: Executor> Pipeline<E> {
     }
 }
 
-/// The row's `task_path`, else the spec's (spec §5.2 step 1).
+/// The row's `task_path`, else the spec's (spec §5.2 step 1). A spec nested deeper than
+/// [`MAX_DEPTH`] is invalid whatever its path: the executor's `json.loads` could not read
+/// it (Python stops just below 1000 levels), so it fails once, as `invalid_spec`, instead of
+/// every attempt failing in Python.
 pub fn resolve_task_path(task: &ClaimedTask) -> Result<String, String> {
+    if depth::exceeds(&task.spec_json, MAX_DEPTH) {
+        return Err(format!("spec_json has {TOO_DEEP}"));
+    }
     if let Some(path) = task.task_path.as_deref().filter(|p| !p.is_empty()) {
         return Ok(path.to_owned());
     }

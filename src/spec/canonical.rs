@@ -2,9 +2,17 @@
 //! the canonical form reproq-django hashes (contract §3.2), over a number-preserving
 //! JSON parse: integers keep every digit; floats print as Python's `repr` (shortest
 //! round-trip digits, `1.0`, `1e-07`, `1e+16`).
+//!
+//! Hand-written because the hash must be byte-identical to Python's: serde_json's
+//! `arbitrary_precision` keeps number text but not Python's float `repr` (`1E-7` must
+//! become `1e-07`, `0.5e1` → `5.0`), and JSON-canonicalisation crates (RFC 8785) sort
+//! keys by UTF-16 units and print numbers the JavaScript way. Strings and the number
+//! grammar are still checked by serde_json.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use super::depth::{MAX_DEPTH, TOO_DEEP};
 
 /// A JSON value with numbers kept as text.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,13 +51,14 @@ pub struct ParseError {
 /// Parses JSON text, keeping integers exact.
 ///
 /// # Errors
-/// Anything that is not one JSON value.
+/// Anything that is not one JSON value, and arrays or objects nested deeper than
+/// [`MAX_DEPTH`] (the parser and the writer recurse once per level).
 pub fn parse(text: &str) -> Result<Json, ParseError> {
     let mut parser = Parser {
         bytes: text.as_bytes(),
         at: 0,
     };
-    let value = parser.value()?;
+    let value = parser.value(0)?;
     parser.space();
     if parser.at != parser.bytes.len() {
         return Err(parser.error("trailing characters"));
@@ -89,8 +98,13 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self) -> Result<Json, ParseError> {
+    /// One value; `depth` is how many arrays and objects enclose it.
+    fn value(&mut self, depth: usize) -> Result<Json, ParseError> {
         self.space();
+        let opens = matches!(self.bytes.get(self.at), Some(b'[' | b'{'));
+        if opens && depth >= MAX_DEPTH {
+            return Err(self.error(TOO_DEEP));
+        }
         match self.bytes.get(self.at) {
             Some(b'n') => self.literal("null", Json::Null),
             Some(b't') => self.literal("true", Json::Bool(true)),
@@ -105,7 +119,7 @@ impl Parser<'_> {
                     return Ok(Json::Array(items));
                 }
                 loop {
-                    items.push(self.value()?);
+                    items.push(self.value(depth + 1)?);
                     self.space();
                     match self.bytes.get(self.at) {
                         Some(b',') => self.at += 1,
@@ -136,7 +150,7 @@ impl Parser<'_> {
                         return Err(self.error("expected :"));
                     }
                     self.at += 1;
-                    let value = self.value()?;
+                    let value = self.value(depth + 1)?;
                     map.insert(key, value);
                     self.space();
                     match self.bytes.get(self.at) {
@@ -390,6 +404,24 @@ mod tests {
             text,
             "the canonicaliser reproduces the file"
         );
+    }
+
+    #[test]
+    fn nesting_is_limited_without_overflowing_the_stack() {
+        // Runs on a test thread (2 MiB stack): the deepest accepted value parses, prints,
+        // clones and drops; one level more, or 100,000, is an error, not a crash.
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let deepest = parse(&nested(MAX_DEPTH)).unwrap();
+        assert_eq!(to_string(&deepest.clone()), nested(MAX_DEPTH));
+        let object = format!("{}1{}", r#"{"a":"#.repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert_eq!(to_string(&parse(&object).unwrap()), object);
+        for levels in [MAX_DEPTH + 1, 100_000] {
+            let error = parse(&nested(levels)).unwrap_err();
+            assert_eq!(error.at, MAX_DEPTH, "{levels}");
+            assert!(error.to_string().contains(TOO_DEEP), "{error}");
+        }
+        let error = parse(&format!("{}1", r#"{"a":"#.repeat(100_000))).unwrap_err();
+        assert!(error.to_string().contains(TOO_DEEP), "{error}");
     }
 
     #[test]

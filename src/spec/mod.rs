@@ -2,4 +2,5 @@
 //! the version-1 spec object, so `reproq enqueue` produces the same `spec_hash` Django does.
 
 pub mod canonical;
+pub mod depth;
 pub mod v1;

@@ -258,8 +258,33 @@ async fn standby_takes_over_when_the_leader_dies() {
             .unwrap()
     };
     let mut leader = start();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let standby = start();
+    wait_for_leader(&db.pool).await;
+    let mut standby = start();
+    // The standby's log, line by line, as it comes.
+    let standby_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(standby.stdout.take().unwrap()).lines();
+        let log = standby_log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !standby_log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("standing by"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second beat never stood by"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     periodic(
         &db.pool,
         "first",
@@ -285,11 +310,15 @@ async fn standby_takes_over_when_the_leader_dies() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let output = tokio::task::spawn_blocking(move || standby.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let log = String::from_utf8_lossy(&output.stdout);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = standby.wait().unwrap();
+        reader.join().unwrap();
+        status
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = standby_log.lock().unwrap().join("\n");
     assert!(
         log.contains("standing by") && log.contains("Took over as the leading beat"),
         "{log}"
@@ -301,6 +330,28 @@ async fn standby_takes_over_when_the_leader_dies() {
             (Some("beat"), Some("beat")),
             "{line}"
         );
+    }
+}
+
+/// Waits until a beat holds the leader's session-level advisory lock in this database.
+async fn wait_for_leader(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_locks where locktype = 'advisory' and granted \
+             and database = (select oid from pg_database where datname = current_database()))",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if held {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no beat took the lead"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

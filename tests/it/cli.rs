@@ -123,6 +123,37 @@ fn precedence_is_default_file_env_flag() {
 }
 
 #[test]
+fn auth_allow_no_exp_is_a_layered_boolean() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = crate::support::admin_url();
+    let (code, rows, text) = validate(&["--dsn", &admin], &[], Some(dir.path()));
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        row(&rows, "metrics.auth_allow_no_exp"),
+        ("default", "false")
+    );
+    std::fs::write(
+        dir.path().join("reproq.yaml"),
+        format!("dsn: \"{admin}\"\nmetrics:\n  auth_allow_no_exp: true\n"),
+    )
+    .unwrap();
+    let (_, rows, _) = validate(&[], &[], Some(dir.path()));
+    assert_eq!(row(&rows, "metrics.auth_allow_no_exp"), ("file", "true"));
+    let env = [("METRICS_AUTH_ALLOW_NO_EXP", "false")];
+    let (_, rows, _) = validate(&[], &env, Some(dir.path()));
+    assert_eq!(row(&rows, "metrics.auth_allow_no_exp"), ("env", "false"));
+    let (_, rows, _) = validate(&["-metrics-auth-allow-no-exp"], &env, Some(dir.path()));
+    assert_eq!(row(&rows, "metrics.auth_allow_no_exp"), ("flag", "true"));
+    std::fs::write(
+        dir.path().join("reproq.yaml"),
+        format!("dsn: \"{admin}\"\nmetrics:\n  auth_allow_no_exp: \"yes\"\n"),
+    )
+    .unwrap();
+    let (code, _, text) = validate(&[], &[], Some(dir.path()));
+    assert_eq!(code, Some(2), "{text}");
+}
+
+#[test]
 fn empty_flag_values_and_env_mean_not_given() {
     let admin = crate::support::admin_url();
     let (code, rows, text) = validate(

@@ -112,16 +112,38 @@ fn bad_arguments_exit_2() {
             "--run-after",
         ),
     ] {
+        check(args, needle);
+    }
+    // Deep nesting is an error, not a stack overflow: 100,000 nested arrays (the text is
+    // cut at 100,000 `[`, since Linux caps one argument at 128 KiB), and a complete
+    // 65,000-deep value.
+    let open = "[".repeat(100_000);
+    let closed = format!("{}{}", "[".repeat(65_000), "]".repeat(65_000));
+    let kwargs = format!("{}1{}", r#"{"a":"#.repeat(20_000), "}".repeat(20_000));
+    for (flag, text) in [
+        ("--args", &open),
+        ("--args", &closed),
+        ("--kwargs", &kwargs),
+    ] {
+        check(
+            vec!["enqueue", "--task-path", "t.x", flag, text],
+            "nested deeper than 1000 levels",
+        );
+    }
+
+    fn check(args: Vec<&str>, needle: &str) {
         let out = reproq(
             &args,
             &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
             None,
         );
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let shown: Vec<&str> = args.iter().map(|a| &a[..a.len().min(40)]).collect();
+        assert_eq!(out.status.code(), Some(2), "{shown:?}");
+        let err = crate::support::stderr(&out);
         assert!(
-            crate::support::stderr(&out).contains(needle),
-            "{args:?}: {}",
-            crate::support::stderr(&out)
+            err.contains(needle),
+            "{shown:?}: {}",
+            &err[..err.len().min(400)]
         );
     }
 }
@@ -177,13 +199,20 @@ async fn torture_drains_its_batch_and_reports() {
 #[tokio::test]
 async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
     // Idle sleeps of 20-25 s: only the NOTIFY from the command can make these fast.
+    use crate::support::{wait_for_metric, wait_until_listening};
     let db = TestDb::new(crate::support::Variant::Sql).await;
-    let (handle, shutdown) = crate::support::start_worker(
+    let worker = crate::support::start_observed_worker(
         &db,
         &["--poll-min-backoff", "20s", "--poll-max-backoff", "25s"],
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await; // asleep by now
+    // Asleep: listening for wake-ups, and its first claim found nothing. After each pickup
+    // it claims once more (nothing) before sleeping again: one queue, 1 + 2k claims.
+    let claims = r#"reproq_claim_duration_seconds_count{queue="default"}"#;
+    let asleep_after =
+        |pickups: u32| wait_for_metric(&worker.metrics, claims, f64::from(1 + 2 * pickups), 10);
+    wait_until_listening(&db.pool, 10).await;
+    asleep_after(0).await;
     let id_of = |out: &std::process::Output| -> i64 {
         let text = stdout(out);
         text.split(|c: char| !c.is_ascii_digit())
@@ -200,6 +229,7 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
     assert!(out.status.success(), "{out:?}");
     let enqueued = id_of(&out);
     crate::support::wait_for_status(&db.pool, enqueued, "SUCCESSFUL", 10).await;
+    asleep_after(1).await;
 
     let out = reproq(
         &["replay", "--id", &enqueued.to_string(), "--dsn", &db.url],
@@ -220,7 +250,7 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
         .execute(&db.pool)
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    asleep_after(2).await;
     let out = reproq(
         &[
             "triage",
@@ -241,6 +271,5 @@ async fn enqueue_replay_and_triage_retry_wake_an_idle_worker() {
         "three pickups inside one idle sleep: {:?}",
         started.elapsed()
     );
-    shutdown.stop.cancel();
-    handle.await.unwrap();
+    worker.stop().await;
 }

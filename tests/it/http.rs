@@ -54,8 +54,37 @@ impl Running {
     }
 }
 
+/// The server's timers: production values unless a test shortens them.
+#[derive(Clone, Copy)]
+struct Timers {
+    /// `/events` keep-alive comments.
+    ping: Duration,
+    /// Database gauges' refresh.
+    collect: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            ping: http::events::PING_INTERVAL,
+            collect: http::collector::INTERVAL,
+        }
+    }
+}
+
 /// Starts a worker on `db` with `flags` (worker and metrics flags alike).
 async fn start(db: &TestDb, flags: &[&str], client: reqwest::Client, scheme: &str) -> Running {
+    start_with(db, flags, client, scheme, Timers::default()).await
+}
+
+/// [`start`] with `timers`.
+async fn start_with(
+    db: &TestDb,
+    flags: &[&str],
+    client: reqwest::Client,
+    scheme: &str,
+    timers: Timers,
+) -> Running {
     let config = reproq::cli::parse_worker_config(&worker_args(db, flags)).unwrap();
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventBus::new());
@@ -68,11 +97,17 @@ async fn start(db: &TestDb, flags: &[&str], client: reqwest::Client, scheme: &st
         access: Access::from_config(&config.metrics).unwrap(),
         tls: http::tls::acceptor(&config.metrics).unwrap(),
         draining: shutdown.stop.clone(),
+        events_ping: timers.ping,
     });
     let listener = http::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     http::spawn(listener, state, stop.clone());
-    http::collector::spawn(db.pool.clone(), metrics.clone(), stop.clone());
+    http::collector::spawn_every(
+        db.pool.clone(),
+        metrics.clone(),
+        timers.collect,
+        stop.clone(),
+    );
     let observer = Observer::new(Some(metrics), Some(events));
     let worker = worker(db, flags).await.with_observer(observer);
     let handle = tokio::spawn(worker.run(shutdown.clone()));
@@ -234,6 +269,30 @@ async fn every_auth_outcome_and_the_limiter() {
     assert_eq!(ok.status(), StatusCode::OK, "a good token still passes");
     drop(ok);
     server.finish().await;
+}
+
+#[tokio::test]
+async fn jwt_without_exp_is_refused_unless_allowed() {
+    let secret = "s3cret-token";
+    let no_exp =
+        json!({"sub": "1", "superuser": true, "iss": "reproq-django", "aud": "reproq-tui"});
+    let token = jwt(Algorithm::HS256, no_exp, secret);
+    for (extra, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("--metrics-auth-allow-no-exp"), StatusCode::OK),
+        (
+            Some("--metrics-auth-allow-no-exp=false"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let db = TestDb::new(Variant::Sql).await;
+        let mut flags = vec!["--metrics-auth-token", secret];
+        flags.extend(extra);
+        let server = start(&db, &flags, plain(), "http").await;
+        let response = server.get_auth("/metrics", &token).await;
+        assert_eq!(response.status(), expected, "{extra:?}");
+        server.finish().await;
+    }
 }
 
 #[tokio::test]
@@ -431,9 +490,14 @@ fn events_of(buffer: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
+async fn events_stream_filters_by_queue_and_keeps_alive_with_pings() {
     let db = TestDb::new(Variant::Sql).await;
-    let server = start(&db, &["--queues", "default,other"], plain(), "http").await;
+    let timers = Timers {
+        ping: Duration::from_millis(200),
+        ..Timers::default()
+    };
+    let flags = ["--queues", "default,other"];
+    let server = start_with(&db, &flags, plain(), "http", timers).await;
     let mut stream = server.get("/events?queue=other").await;
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
@@ -468,10 +532,13 @@ async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
     assert_eq!(success["metadata"]["attempt"], "1");
     assert_eq!(success["metadata"]["max_attempts"], "3");
 
-    // Past the proxy's 30 s read timeout: pings keep it alive, and events still arrive.
+    // An idle stream gets `: ping` comments (every 15 s in production, injected 200 ms
+    // here) that keep proxies' read timeouts from closing it, and stays open for events.
     buffer.clear();
-    read_until(&mut stream, &mut buffer, 20, |b| b.contains(": ping\n\n")).await;
-    tokio::time::sleep(Duration::from_secs(16)).await;
+    read_until(&mut stream, &mut buffer, 20, |b| {
+        b.matches(": ping\n\n").count() >= 3
+    })
+    .await;
     let failing = insert(
         &db.pool,
         crate::support::NewTask {
@@ -491,7 +558,7 @@ async fn events_stream_filters_by_queue_and_outlives_30_seconds() {
     assert_eq!(retry["metadata"]["exception_class"], "ValueError");
     assert_eq!(retry["metadata"]["error_message"], "boom");
     assert!(retry["metadata"]["next_run"].as_str().is_some());
-    assert!(buffer.matches(": ping\n\n").count() >= 2, "{buffer}");
+    assert!(buffer.matches(": ping\n\n").count() >= 3, "{buffer}");
 
     // A new subscriber gets the history replayed, filtered.
     let mut replay = server.get(&format!("/events?task_id={watched}")).await;
@@ -514,7 +581,11 @@ fn sample(text: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_move_while_tasks_run() {
     let db = TestDb::new(Variant::Sql).await;
-    let server = start(&db, &["--concurrency", "2"], plain(), "http").await;
+    let timers = Timers {
+        collect: Duration::from_millis(200),
+        ..Timers::default()
+    };
+    let server = start_with(&db, &["--concurrency", "2"], plain(), "http", timers).await;
     let before = server.get("/metrics").await.text().await.unwrap();
     for name in [
         "reproq_worker_cpu_usage_percent",
@@ -536,14 +607,15 @@ async fn metrics_move_while_tasks_run() {
         );
     }
     let ok = insert(&db.pool, task("tasks.ok", json!({}))).await;
-    let slow = insert(&db.pool, task("tasks.sleep", json!({"seconds": 6}))).await;
+    let slow = insert(&db.pool, task("tasks.sleep", json!({"seconds": 2}))).await;
     wait_for_status(&db.pool, ok, "SUCCESSFUL", 30).await;
     wait_for_status(&db.pool, slow, "RUNNING", 30).await;
-    // The collector runs every 5 s; wait for it to see the running task.
+    // The collector runs every 200 ms here (5 s in production); wait for it to see the
+    // running task (and only it: an earlier pass may still count the finished one).
     let mut during = String::new();
     for _ in 0..40 {
         during = server.get("/metrics").await.text().await.unwrap();
-        if sample(&during, "reproq_tasks_running ") >= 1.0 {
+        if sample(&during, "reproq_tasks_running ") == 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -578,7 +650,7 @@ async fn metrics_move_while_tasks_run() {
         sample(
             &after,
             r#"reproq_exec_duration_seconds_sum{queue="default"} "#
-        ) >= 6.0
+        ) >= 2.0
     );
     assert_eq!(
         sample(

@@ -363,3 +363,105 @@ pub async fn start_worker(
     let shutdown = reproq::shutdown::Shutdown::new();
     (tokio::spawn(worker.run(shutdown.clone())), shutdown)
 }
+
+/// A background worker whose metrics and events tests can wait on.
+pub struct Observed {
+    pub handle: tokio::task::JoinHandle<reproq::runner::RunSummary>,
+    pub shutdown: reproq::shutdown::Shutdown,
+    pub metrics: std::sync::Arc<reproq::metrics::Metrics>,
+    pub events: std::sync::Arc<reproq::events::EventBus>,
+}
+
+impl Observed {
+    /// Stops the worker (drain) and returns its summary.
+    pub async fn stop(self) -> reproq::runner::RunSummary {
+        self.shutdown.stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.handle)
+            .await
+            .expect("the worker stopped in time")
+            .unwrap()
+    }
+}
+
+/// Starts a worker in the background with metrics and events attached.
+pub async fn start_observed_worker(db: &TestDb, extra: &[&str]) -> Observed {
+    let metrics = std::sync::Arc::new(reproq::metrics::Metrics::new());
+    let events = std::sync::Arc::new(reproq::events::EventBus::new());
+    let observer =
+        reproq::runner::observer::Observer::new(Some(metrics.clone()), Some(events.clone()));
+    let worker = worker(db, extra).await.with_observer(observer);
+    let shutdown = reproq::shutdown::Shutdown::new();
+    let handle = tokio::spawn(worker.run(shutdown.clone()));
+    Observed {
+        handle,
+        shutdown,
+        metrics,
+        events,
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), 0 when absent.
+pub fn metric(metrics: &reproq::metrics::Metrics, series: &str) -> f64 {
+    let text = String::from_utf8(metrics.encode()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls until `series` reaches `at_least`, failing after `seconds`.
+pub async fn wait_for_metric(
+    metrics: &reproq::metrics::Metrics,
+    series: &str,
+    at_least: f64,
+    seconds: u64,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while metric(metrics, series) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never reached {at_least}: {}",
+            metric(metrics, series)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until the bus has published an event of `kind` for task `id`.
+pub async fn wait_for_event(events: &reproq::events::EventBus, kind: &str, id: i64, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !events
+        .subscribe()
+        .0
+        .iter()
+        .any(|e| e.kind == kind && e.task_id == id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} event for task {id}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until a session of this database LISTENs on the worker's wake-up channel, so a
+/// NOTIFY sent from now on is delivered.
+pub async fn wait_until_listening(pool: &PgPool, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let listening: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_stat_activity \
+             where datname = current_database() and query ilike 'listen %reproq_tasks%')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if listening {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never started listening"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

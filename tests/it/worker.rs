@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use crate::support::{
-    BOTH, NewTask, TestDb, Variant, insert, make_due, row, run_burst, start_worker, task,
-    wait_for_status,
+    BOTH, NewTask, TestDb, Variant, insert, make_due, row, run_burst, start_observed_worker,
+    start_worker, task, wait_for_event, wait_for_metric, wait_for_status,
 };
 
 #[tokio::test]
@@ -293,9 +293,9 @@ async fn cancelled_or_expired_ready_rows_finish_without_running() {
 async fn cancelling_a_running_task_kills_it_within_seconds() {
     let db = TestDb::new(Variant::Sql).await;
     let id = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
-    let (handle, shutdown) = start_worker(&db, &[]).await;
-    wait_for_status(&db.pool, id, "RUNNING", 20).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let worker = start_observed_worker(&db, &[]).await;
+    // The executor is running the task (not just the row marked RUNNING by the claim).
+    wait_for_event(&worker.events, "task_started", id, 20).await;
     sqlx::query("update task_runs set cancel_requested = true where result_id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -304,8 +304,7 @@ async fn cancelling_a_running_task_kills_it_within_seconds() {
     let r = wait_for_status(&db.pool, id, "FAILED", 15).await;
     assert_eq!(r.last_kind(), "cancelled");
     assert_eq!(r.attempts, 1);
-    shutdown.stop.cancel();
-    handle.await.unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -553,18 +552,19 @@ async fn drain_requeues_unfinished_tasks_without_consuming_an_attempt() {
 async fn lost_lease_kills_the_task_and_writes_nothing() {
     let db = TestDb::new(Variant::Sql).await;
     let id = insert(&db.pool, task("tasks.sleep", json!({"seconds": 60}))).await;
-    let (handle, shutdown) =
-        start_worker(&db, &["--lease-seconds", "5", "--heartbeat-seconds", "1"]).await;
-    wait_for_status(&db.pool, id, "RUNNING", 20).await;
+    let worker =
+        start_observed_worker(&db, &["--lease-seconds", "5", "--heartbeat-seconds", "1"]).await;
+    wait_for_event(&worker.events, "task_started", id, 20).await;
     // What `manage.py reproq reclaim --action requeue` does to a row.
     sqlx::query("update task_runs set status = 'READY', leased_by = null, leased_until = null, run_after = now() + interval '1 hour' where result_id = $1")
         .bind(id)
         .execute(&db.pool)
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    shutdown.stop.cancel();
-    let summary = handle.await.unwrap();
+    // The lease keeper notices and kills the 60 s task: the executor returns.
+    let executed = r#"reproq_exec_duration_seconds_count{queue="default"}"#;
+    wait_for_metric(&worker.metrics, executed, 1.0, 20).await;
+    let summary = worker.stop().await;
     assert_eq!(summary.stats.abandoned, 1);
     let r = row(&db.pool, id).await;
     assert_eq!(
@@ -688,4 +688,62 @@ async fn env_scrub_removes_variables_from_task_processes() {
         returned["env"]["PATH"].is_string(),
         "everything else is inherited"
     );
+}
+
+#[tokio::test]
+async fn deeply_nested_json_fails_the_task_and_the_worker_runs_on() {
+    let db = TestDb::new(Variant::Sql).await;
+    let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    // PostgreSQL's own jsonb parser refuses 100,000 levels ("stack depth limit exceeded"),
+    // so the spec row is as deep as it stores: 10,000 levels.
+    let deep_spec = insert(&db.pool, task("tasks.ok", json!({}))).await;
+    sqlx::query("update task_runs set spec_json = $1::jsonb where result_id = $2")
+        .bind(format!(
+            r#"{{"task_path": "tasks.ok", "args": [{}], "kwargs": {{}}}}"#,
+            nested(10_000)
+        ))
+        .bind(deep_spec)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // The executor prints an envelope whose `return` nests 100,000 arrays.
+    let deep_return = insert(
+        &db.pool,
+        NewTask {
+            max_attempts: 1,
+            ..task("tasks.deep_return", json!({"levels": 100_000}))
+        },
+    )
+    .await;
+    let (handle, shutdown) = start_worker(&db, &[]).await;
+
+    let r = wait_for_status(&db.pool, deep_spec, "FAILED", 30).await;
+    assert_eq!(
+        (r.attempts, r.last_kind().as_str()),
+        (1, "invalid_spec"),
+        "{r:?}"
+    );
+    assert!(
+        r.last_message().contains("nested deeper than 1000 levels"),
+        "{}",
+        r.last_message()
+    );
+    let r = wait_for_status(&db.pool, deep_return, "FAILED", 30).await;
+    assert!(
+        r.last_message()
+            .starts_with("Invalid JSON on stdout: the return value has arrays and objects nested deeper than 1000 levels"),
+        "{}",
+        r.last_message()
+    );
+    assert!(
+        r.return_json.is_none(),
+        "nothing of the deep value is stored"
+    );
+
+    // The worker is still running and takes the next task.
+    let next = insert(&db.pool, task("tasks.ok", json!({}))).await;
+    wait_for_status(&db.pool, next, "SUCCESSFUL", 30).await;
+    assert!(!handle.is_finished());
+    shutdown.stop.cancel();
+    handle.await.unwrap();
 }

@@ -124,6 +124,9 @@ def main():
     elif name == "print":
         print("a task printing to stdout")
         emit({"ok": True, "return": "printed"})
+    elif name == "deep_return":
+        levels = int(kwargs.get("levels", 100000))
+        sys.stdout.write('{"ok": true, "return": ' + "[" * levels + "]" * levels + "}\n")
     elif name == "nan":
         sys.stdout.write('{"ok": true, "return": NaN}\n')
     else:
