@@ -12,6 +12,7 @@ mod lease;
 mod limit;
 mod ops;
 mod pool;
+mod pool_output;
 mod schema;
 mod support;
 mod worker;
