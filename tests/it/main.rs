@@ -15,5 +15,6 @@ mod pool;
 mod pool_output;
 mod schema;
 mod support;
+mod torture_guard;
 mod worker;
 mod workflow;
