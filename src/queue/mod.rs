@@ -25,5 +25,5 @@ pub mod workflow;
 pub use claim::{ClaimRequest, Claimer};
 pub use claim_order::ClaimOrder;
 pub use complete::{CompleteError, Outcome};
-pub use error_object::TaskError;
+pub use error_object::{ErrorKind, TaskError};
 pub use task::{ClaimedTask, Lease, TaskId};

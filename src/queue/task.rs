@@ -50,6 +50,27 @@ pub struct ClaimedTask {
     pub claim_sent_at: Option<std::time::Instant>,
 }
 
+impl ClaimedTask {
+    /// The row's `task_path`, else the spec's (spec §5.2 step 1).
+    ///
+    /// # Errors
+    /// Neither names one: why, for the `invalid_spec` error.
+    pub fn resolved_task_path(&self) -> Result<String, String> {
+        if let Some(path) = self.task_path.as_deref().filter(|p| !p.is_empty()) {
+            return Ok(path.to_owned());
+        }
+        if self.spec_json.trim().is_empty() {
+            return Err("spec_json is empty".into());
+        }
+        let spec: serde_json::Value =
+            serde_json::from_str(&self.spec_json).map_err(|e| e.to_string())?;
+        match spec.get("task_path").and_then(serde_json::Value::as_str) {
+            Some(path) if !path.is_empty() => Ok(path.to_owned()),
+            _ => Err("spec_json missing task_path".into()),
+        }
+    }
+}
+
 /// Who holds a task: every write after the claim is fenced on this pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
