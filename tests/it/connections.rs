@@ -212,3 +212,107 @@ async fn a_small_pool_bounds_the_workers_connections() {
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(30).await.success());
 }
+
+/// A stand-in interpreter: marks its start, waits on a shared lock the test holds, then
+/// succeeds for even result ids and fails for odd ones, so 200 outcomes land together,
+/// half through the batched success path and half through single failure writes.
+fn barrier_executor(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("barrier.sh");
+    let text = format!(
+        r#"#!/bin/sh
+# argv: -m <module> --result-id N --attempt A --task-path P --payload-stdin
+cat > /dev/null
+touch "{dir}/started.$4"
+flock -s "{dir}/barrier" true
+if [ $(( $4 % 2 )) -eq 0 ]; then
+  printf '{{"ok": true, "return": %s}}\n' "$4"
+else
+  printf '{{"ok": false, "exception_class": "E", "message": "odd", "traceback": ""}}\n'
+fi
+"#,
+        dir = dir.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn two_hundred_tasks_finishing_together_are_all_recorded() {
+    const TASKS: usize = 200;
+    let db = TestDb::new(Variant::Sql).await;
+    for _ in 0..TASKS {
+        insert(
+            &db.pool,
+            NewTask {
+                max_attempts: 1,
+                ..task("tasks.together", json!({}))
+            },
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = barrier_executor(dir.path());
+    let barrier = std::fs::File::create(dir.path().join("barrier")).unwrap();
+    let held = nix::fcntl::Flock::lock(barrier, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let script = script.display().to_string();
+    let mut args = vec!["worker"];
+    args.extend(worker_args(
+        &db,
+        &["--concurrency", "200", "--python-bin", &script],
+    ));
+    let mut worker = Spawned::start(&args, &[]);
+    let started = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("started.")
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while started() < TASKS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {TASKS} started\n{}",
+            started(),
+            worker.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    // Leases last 300 s: an outcome given up would leave its row RUNNING far past this.
+    let mut conn = observer(&db).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finished(&mut conn).await < TASKS as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {TASKS} recorded\n{}",
+            finished(&mut conn).await,
+            worker.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counts: Vec<(String, i32, i64)> = sqlx::query_as(
+        "select status, attempts, count(*) from task_runs group by 1, 2 order by 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        [
+            ("FAILED".to_owned(), 1, 100),
+            ("SUCCESSFUL".to_owned(), 1, 100)
+        ]
+    );
+    worker.signal(Signal::SIGTERM);
+    assert!(worker.wait_exit(60).await.success());
+    let log = worker.output();
+    assert!(!log.contains("Failed to mark"), "{log}");
+}
