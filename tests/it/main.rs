@@ -3,6 +3,7 @@
 //! real `reproq` binary.
 
 mod beat;
+mod beat_signals;
 mod claim;
 mod cli;
 mod cluster;
