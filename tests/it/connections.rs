@@ -316,3 +316,74 @@ async fn two_hundred_tasks_finishing_together_are_all_recorded() {
     let log = worker.output();
     assert!(!log.contains("Failed to mark"), "{log}");
 }
+
+#[tokio::test]
+async fn health_checks_answer_while_the_pool_is_taken() {
+    let db = TestDb::new(Variant::Sql).await;
+    let id = insert(
+        &db.pool,
+        NewTask {
+            max_attempts: 1,
+            ..task("tasks.sleep", json!({"seconds": 1}))
+        },
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["worker"];
+    args.extend(worker_args(
+        &db,
+        &[
+            "--metrics-addr",
+            &addr,
+            "--concurrency",
+            "1",
+            "--db-max-connections",
+            "2",
+        ],
+    ));
+    let mut worker = Spawned::start(&args, &[]);
+    crate::support::wait_for_status(&db.pool, id, "RUNNING", 30).await;
+    // The task's outcome write waits on this row lock, holding the one pool connection
+    // LISTEN leaves.
+    let mut blocker = observer(&db).await;
+    sqlx::raw_sql(&format!(
+        "begin; select 1 from task_runs where result_id = {id} for update"
+    ))
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'
+               and application_name = 'reproq'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", worker.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let status = health.status();
+    assert_eq!(
+        (status.as_u16(), health.text().await.unwrap().as_str()),
+        (200, "ok")
+    );
+    sqlx::raw_sql("rollback")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    crate::support::wait_for_status(&db.pool, id, "SUCCESSFUL", 30).await;
+    worker.signal(Signal::SIGTERM);
+    assert!(worker.wait_exit(30).await.success());
+}
