@@ -9,7 +9,8 @@
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
 //! - `db/`: connecting a pool; the idempotent schema migrations.
 //! - `queue/`: one-shot SQL operations, one file per operation (long statements in
-//!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic, ops.
+//!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic (and
+//!   the beat's leader lock and savepoints), ops.
 //! - `executor/`: runs one attempt as a child process (`process.rs`, spawn mode) or in a
 //!   warm runner (`pool/`); envelope parsing, capture caps, log files. No SQL.
 //! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.

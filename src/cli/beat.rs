@@ -48,50 +48,81 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         memory_log_stop.clone(),
     );
     let _memory_log = memory_log_stop.drop_guard();
-    let pool = match db::connect(&config.dsn, 4, db::Plans::Auto).await {
-        Ok(pool) => pool,
-        Err(error) => {
-            tracing::error!(error = %error, "Failed to open database");
-            return Err(error).context("opening the database");
-        }
-    };
-    tracing::info!(
-        interval = config.interval.as_nanos() as u64,
-        once = config.once,
-        "Starting reproq beat"
-    );
     if config.once {
-        let report = run_pass(&pool, &[]).await.context("running a beat pass")?;
-        if report.enqueued > 0 {
-            tracing::info!(count = report.enqueued, "Enqueued periodic tasks");
-        }
-        for (name, error) in &report.failures {
-            tracing::error!(periodic_name = %name, error = %error, "Failed to enqueue periodic tasks");
-            eprintln!("reproq beat: periodic task {name:?} failed: {error}");
-        }
-        tracing::info!(
-            once = true,
-            failed = report.failures.len(),
-            "Beat run complete"
-        );
-        return Ok(if report.failures.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        let pool = connect(&config).await?;
+        return run_once(&pool, &config).await;
     }
+    // Installed before connecting, so a stop is honoured while the server keeps us waiting.
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
-
+    let pool = tokio::select! {
+        pool = connect(&config) => pool?,
+        () = shutdown.stop.cancelled() => {
+            tracing::info!("Shutting down beat");
+            signals.abort();
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    tracing::info!(
+        interval = config.interval.as_nanos() as u64,
+        once = false,
+        "Starting reproq beat"
+    );
     let beat = Beat {
         pool: pool.clone(),
         lock_options: db::connect_options(&config.dsn, db::Plans::Auto)?,
         interval: config.interval,
     };
-    beat.run(shutdown.stop.clone()).await;
+    beat.run(shutdown.clone()).await;
     signals.abort();
-    pool.close().await;
+    // Connections are closed politely unless the server keeps us waiting or a second
+    // signal asked for an exit at once.
+    tokio::select! {
+        () = pool.close() => {}
+        () = tokio::time::sleep(POOL_CLOSE_TIMEOUT) => {}
+        () = shutdown.abort.cancelled() => {}
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Longest wait for the pool's connections to close on exit.
+const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn connect(config: &BeatConfig) -> anyhow::Result<sqlx::PgPool> {
+    match db::connect(&config.dsn, 4, db::Plans::Auto).await {
+        Ok(pool) => Ok(pool),
+        Err(error) => {
+            tracing::error!(error = %error, "Failed to open database");
+            Err(error).context("opening the database")
+        }
+    }
+}
+
+/// `--once`: one pass, its failures on stderr; exit 1 when a row failed.
+async fn run_once(pool: &sqlx::PgPool, config: &BeatConfig) -> anyhow::Result<ExitCode> {
+    tracing::info!(
+        interval = config.interval.as_nanos() as u64,
+        once = true,
+        "Starting reproq beat"
+    );
+    let report = run_pass(pool, &[]).await.context("running a beat pass")?;
+    if report.enqueued > 0 {
+        tracing::info!(count = report.enqueued, "Enqueued periodic tasks");
+    }
+    for (name, error) in &report.failures {
+        tracing::error!(periodic_name = %name, error = %error, "Failed to enqueue periodic tasks");
+        eprintln!("reproq beat: periodic task {name:?} failed: {error}");
+    }
+    tracing::info!(
+        once = true,
+        failed = report.failures.len(),
+        "Beat run complete"
+    );
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -9,6 +9,7 @@ mod cancel;
 mod connect;
 mod enqueue;
 mod limit;
+mod loopback;
 mod migrate;
 mod prune;
 mod replay;

@@ -92,8 +92,12 @@ impl Services {
         let metrics = Arc::new(Metrics::new());
         let events = Arc::new(EventBus::new());
         services.observer = Observer::new(Some(metrics.clone()), Some(events.clone()));
+        // A connection of its own, so a probe never takes one from a task. The DSN already
+        // opened the worker's pool, so it cannot be rejected here; the fallback is moot.
+        let health_pool = crate::db::single_connection(&config.dsn, crate::db::Plans::Auto)
+            .unwrap_or_else(|_| pool.clone());
         let state = Arc::new(HttpState {
-            pool: pool.clone(),
+            pool: health_pool,
             metrics: metrics.clone(),
             events: Some(events),
             access,

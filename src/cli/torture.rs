@@ -4,7 +4,6 @@
 //! duplicates. Stops at `--max-seconds` or on Ctrl-C with a partial report.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -50,25 +49,6 @@ pub struct TortureArgs {
     max_seconds: Option<i64>,
 }
 
-/// Refuses anything but a loopback or local-socket database.
-fn require_loopback(host: Option<&str>) -> Result<(), UsageError> {
-    let ok = match host {
-        None => true,
-        Some(h) if h.starts_with('/') || h.eq_ignore_ascii_case("localhost") => true,
-        Some(h) => h
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(UsageError(format!(
-            "torture only targets loopback databases, not {host:?}"
-        )))
-    }
-}
-
 impl TortureArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let count = self.count.unwrap_or(1000);
@@ -85,7 +65,7 @@ impl TortureArgs {
             }
         };
         let dsn = self.connect.dsn()?;
-        require_loopback(dsn.host())?;
+        super::loopback::require_local(&dsn).await?;
         let raw_dsn = self
             .connect
             .dsn
@@ -94,6 +74,7 @@ impl TortureArgs {
         telemetry::init_with_default(telemetry::format_from_env(), std::io::stderr, "warn");
         // In-process workers: the worker's plan caching, so the figures are the worker's.
         let pool = self.connect.pool_with(crate::db::Plans::Generic).await?;
+        super::loopback::require_local_server(&pool).await?;
         println!("Starting torture test: enqueuing {count} tasks...");
         let batch = uuid::Uuid::new_v4().to_string();
         let fields = RowFields {
@@ -226,31 +207,5 @@ impl TortureArgs {
             ms(report.e2e_p99)
         );
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_hosts() {
-        for host in [
-            None,
-            Some("localhost"),
-            Some("127.0.0.1"),
-            Some("127.3.2.1"),
-            Some("::1"),
-            Some("/var/run/postgresql"),
-        ] {
-            assert!(require_loopback(host).is_ok(), "{host:?}");
-        }
-        for host in [
-            Some("10.0.0.5"),
-            Some("db.example.com"),
-            Some("192.168.1.2"),
-        ] {
-            assert!(require_loopback(host).is_err(), "{host:?}");
-        }
     }
 }

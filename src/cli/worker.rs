@@ -87,7 +87,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
             "Payload mode inline exposes payload in process args; prefer stdin or file"
         );
     }
-    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS, db::Plans::Generic)
+    let pool = db::connect(&config.dsn, config.db_max_connections, db::Plans::Generic)
         .await
         .context("opening the database")?;
     let shutdown = Shutdown::new();

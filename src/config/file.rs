@@ -48,6 +48,7 @@ const WORKER_KEYS: &[&str] = &[
     "executor_mode",
     "pool_max_tasks",
     "pool_max_rss",
+    "db_max_connections",
 ];
 const BEAT_KEYS: &[&str] = &["dsn", "interval"];
 const METRICS_KEYS: &[&str] = &[

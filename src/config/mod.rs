@@ -9,6 +9,7 @@ pub mod duration;
 pub mod file;
 mod layers;
 pub mod metrics;
+pub mod pool_size;
 pub mod values;
 pub mod worker;
 

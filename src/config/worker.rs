@@ -12,6 +12,7 @@ use clap::{ArgMatches, Args};
 use super::file::{ConfigFile, Section};
 use super::layers::{Layers, Setting, Source, from_file};
 use super::metrics::{MetricsConfig, MetricsFlags};
+use super::pool_size;
 use super::values;
 use super::{ConfigError, DSN_REQUIRED, Dsn, duration, split_list};
 
@@ -89,6 +90,9 @@ pub struct WorkerFlags {
     /// Pool mode: replace a runner whose RSS passes this size (bytes, or 512MiB, 1GiB) [default: 512MiB]
     #[arg(long, value_parser = values::byte_size)]
     pub pool_max_rss: Option<u64>,
+    /// Most database connections the worker opens; 0 = sized from --concurrency [default: 0]
+    #[arg(long, value_parser = values::go_non_negative)]
+    pub db_max_connections: Option<i64>,
     /// Exit 0 after this many tasks have completed (draining cleanly)
     #[arg(long, value_parser = values::go_positive)]
     pub max_tasks: Option<i64>,
@@ -226,6 +230,9 @@ pub struct WorkerConfig {
     pub pool_max_tasks: u64,
     /// Pool mode: RSS in bytes past which a runner is replaced.
     pub pool_max_rss: u64,
+    /// Most database connections (resolved: `0` in the settings means sized from the
+    /// concurrency, see [`super::pool_size`]); `/healthz` has one more of its own.
+    pub db_max_connections: u32,
     /// Exit after this many completed tasks.
     pub max_tasks: Option<u64>,
     /// Exit once the queues are empty and nothing runs.
@@ -462,6 +469,14 @@ impl WorkerConfig {
             pool_max_rss_file,
             512 << 20,
         );
+        let db_max_connections = pick_int(
+            &mut layers,
+            "worker.db_max_connections",
+            Some("db_max_connections"),
+            flags.db_max_connections,
+            section,
+            0,
+        );
         let metrics = MetricsConfig::resolve(&flags.metrics, &mut layers, file);
 
         // Validation: refuse what the reference silently accepted (spec §13.23).
@@ -509,6 +524,8 @@ impl WorkerConfig {
             layers.problem("worker.pool_max_tasks", "must not be negative");
             0
         });
+        let db_max_connections =
+            resolve_db_max_connections(&mut layers, db_max_connections, concurrency);
         let max_attempts_default = i32::try_from(max_attempts_default).unwrap_or(3);
         let max_tasks = flags.max_tasks.map(i64::unsigned_abs);
         let burst = flags.burst.unwrap_or(false);
@@ -567,6 +584,7 @@ impl WorkerConfig {
                 executor_mode,
                 pool_max_tasks,
                 pool_max_rss,
+                db_max_connections,
                 max_tasks,
                 burst,
                 metrics,
@@ -694,6 +712,36 @@ struct GoDuration(Duration);
 impl fmt::Display for GoDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&duration::format(self.0))
+    }
+}
+
+/// The pool size: the configured one, or sized from the concurrency when `0` (shown
+/// as such by `--validate`).
+fn resolve_db_max_connections(
+    layers: &mut Layers<'_>,
+    configured: i64,
+    concurrency: Option<NonZeroUsize>,
+) -> u32 {
+    let key = "worker.db_max_connections";
+    if configured == 0 {
+        let sized = pool_size::sized_from_concurrency(concurrency.map_or(1, NonZeroUsize::get));
+        if let Some(setting) = layers.settings.iter_mut().rev().find(|s| s.key == key) {
+            setting.value = format!("0 (sized from concurrency: {sized})");
+        }
+        return sized;
+    }
+    match u32::try_from(configured) {
+        Ok(n) if n >= pool_size::MIN_CONNECTIONS => n,
+        _ => {
+            layers.problem(
+                key,
+                format!(
+                    "must be 0 (sized from the concurrency) or at least {} (LISTEN holds one connection), got {configured}",
+                    pool_size::MIN_CONNECTIONS
+                ),
+            );
+            pool_size::MIN_CONNECTIONS
+        }
     }
 }
 

@@ -10,9 +10,6 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::Dsn;
 
-/// Most connections one process opens (the Go worker's pool size).
-pub const MAX_CONNECTIONS: u32 = 20;
-
 /// A failure to reach the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -58,6 +55,20 @@ pub async fn connect(dsn: &Dsn, max_connections: u32, plans: Plans) -> Result<Pg
         .max_lifetime(Duration::from_secs(3600))
         .idle_timeout(Duration::from_secs(1800))
         .connect_lazy_with(options))
+}
+
+/// A pool of one connection, opened on first use and not checked up front: for
+/// `/healthz`, so a probe waits on its own connection, never on the worker's.
+///
+/// # Errors
+/// The DSN's parameters were rejected.
+pub fn single_connection(dsn: &Dsn, plans: Plans) -> Result<PgPool, DbError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(1800))
+        .connect_lazy_with(connect_options(dsn, plans)?))
 }
 
 /// How Postgres should cache the plans of a pool's prepared statements.

@@ -72,7 +72,8 @@ pub enum HttpError {
 
 /// What the handlers share.
 pub struct HttpState {
-    /// For `/healthz`.
+    /// For `/healthz`: the worker gives it a one-connection pool of its own
+    /// ([`crate::db::single_connection`]), so probes never take a task's connection.
     pub pool: PgPool,
     /// For `/metrics`.
     pub metrics: Arc<Metrics>,

@@ -5,6 +5,68 @@ use serde_json::{Map, Value, json};
 /// Longest `last_error`, in bytes.
 pub const LAST_ERROR_MAX_BYTES: usize = 1024;
 
+/// The `kind` of an error object: what class of failure it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// `ok: false` from the executor, including unreadable output (`app_error`).
+    App,
+    /// The executor could not run or finish: timeout, spawn failure (`infra_error`).
+    Infra,
+    /// Cancelled by request (`cancelled`).
+    Cancelled,
+    /// Claimed after its `expires_at` (`expired`).
+    Expired,
+    /// No usable task path (`invalid_spec`).
+    InvalidSpec,
+    /// The task path is not allowed (`security_violation`).
+    SecurityViolation,
+    /// The lease ran out and the reclaimer took the row (`lease_expiry`, written in SQL).
+    LeaseExpiry,
+    /// A workflow member failed (`workflow_failed`, written in SQL).
+    WorkflowFailed,
+}
+
+impl ErrorKind {
+    /// Every kind, for lookups.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::App,
+        ErrorKind::Infra,
+        ErrorKind::Cancelled,
+        ErrorKind::Expired,
+        ErrorKind::InvalidSpec,
+        ErrorKind::SecurityViolation,
+        ErrorKind::LeaseExpiry,
+        ErrorKind::WorkflowFailed,
+    ];
+
+    /// The `kind` string stored in `errors_json` (contract: reproq-django reads it).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::App => "app_error",
+            ErrorKind::Infra => "infra_error",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Expired => "expired",
+            ErrorKind::InvalidSpec => "invalid_spec",
+            ErrorKind::SecurityViolation => "security_violation",
+            ErrorKind::LeaseExpiry => "lease_expiry",
+            ErrorKind::WorkflowFailed => "workflow_failed",
+        }
+    }
+
+    /// The kind a stored string names, if any.
+    pub fn parse(text: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why an attempt failed, with what `errors_json` records for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskError {
@@ -22,39 +84,39 @@ impl TaskError {
         worker_id: &str,
     ) -> Self {
         Self::with(json!({
-            "kind": "app_error", "exception_class": exception_class, "traceback": traceback,
+            "kind": ErrorKind::App.as_str(), "exception_class": exception_class, "traceback": traceback,
             "message": message, "attempt": attempt, "worker_id": worker_id,
         }))
     }
 
     /// The executor could not run or finish (timeout, spawn failure, oversized payload).
     pub fn infra(message: &str) -> Self {
-        Self::with(json!({ "kind": "infra_error", "message": message }))
+        Self::with(json!({ "kind": ErrorKind::Infra.as_str(), "message": message }))
     }
 
     /// Cancelled by request.
     pub fn cancelled(task_path: &str, worker_id: &str) -> Self {
         Self::with(json!({
-            "kind": "cancelled", "message": "Task cancelled by request", "task_path": task_path, "worker_id": worker_id,
+            "kind": ErrorKind::Cancelled.as_str(), "message": "Task cancelled by request", "task_path": task_path, "worker_id": worker_id,
         }))
     }
 
     /// Claimed after its `expires_at`; finished without running.
     pub fn expired(expires_at: &str) -> Self {
         Self::with(
-            json!({ "kind": "expired", "message": format!("Task expired before it started (expires_at {expires_at})") }),
+            json!({ "kind": ErrorKind::Expired.as_str(), "message": format!("Task expired before it started (expires_at {expires_at})") }),
         )
     }
 
     /// No usable task path in the row or spec.
     pub fn invalid_spec(message: &str) -> Self {
-        Self::with(json!({ "kind": "invalid_spec", "message": message }))
+        Self::with(json!({ "kind": ErrorKind::InvalidSpec.as_str(), "message": message }))
     }
 
     /// The task path is not in the allow-list.
     pub fn security_violation(task_path: &str) -> Self {
         Self::with(json!({
-            "kind": "security_violation",
+            "kind": ErrorKind::SecurityViolation.as_str(),
             "message": format!("security violation: unauthorized task module path: {task_path}"),
             "task_path": task_path,
         }))
@@ -69,12 +131,17 @@ impl TaskError {
         }
     }
 
-    /// The `kind` field.
-    pub fn kind(&self) -> &str {
+    /// The `kind` field; `None` for an object without a known one.
+    pub fn kind(&self) -> Option<ErrorKind> {
         self.object
             .get("kind")
             .and_then(Value::as_str)
-            .unwrap_or("")
+            .and_then(ErrorKind::parse)
+    }
+
+    /// Whether this error is of `kind`.
+    pub fn is(&self, kind: ErrorKind) -> bool {
+        self.kind() == Some(kind)
     }
 
     /// The `message` field.
@@ -146,10 +213,12 @@ mod tests {
             object: json!({"kind": "lease_expiry"}),
         };
         assert_eq!(kind_only.summary(), "lease_expiry");
+        assert_eq!(kind_only.kind(), Some(ErrorKind::LeaseExpiry));
         let neither = TaskError {
             object: json!({"x": 1}),
         };
         assert_eq!(neither.summary(), r#"{"x":1}"#);
+        assert_eq!(neither.kind(), None);
     }
 
     #[test]
@@ -182,6 +251,6 @@ mod tests {
         ] {
             assert!(error.object.get(key).is_some(), "{key}");
         }
-        assert_eq!(error.kind(), "app_error");
+        assert_eq!(error.kind(), Some(ErrorKind::App));
     }
 }

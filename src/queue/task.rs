@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::spec::depth::{self, MAX_DEPTH, TOO_DEEP};
+
 /// `task_runs.result_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
 #[sqlx(transparent)]
@@ -48,6 +50,33 @@ pub struct ClaimedTask {
     /// clocks of worker and database say.
     #[sqlx(skip)]
     pub claim_sent_at: Option<std::time::Instant>,
+}
+
+impl ClaimedTask {
+    /// The row's `task_path`, else the spec's (spec §5.2 step 1). A spec nested deeper
+    /// than [`MAX_DEPTH`] is invalid whatever its path: the executor's `json.loads` could
+    /// not read it (Python stops just below 1000 levels), so it fails once, as
+    /// `invalid_spec`, instead of every attempt failing in Python.
+    ///
+    /// # Errors
+    /// Neither names one: why, for the `invalid_spec` error.
+    pub fn resolved_task_path(&self) -> Result<String, String> {
+        if depth::exceeds(&self.spec_json, MAX_DEPTH) {
+            return Err(format!("spec_json has {TOO_DEEP}"));
+        }
+        if let Some(path) = self.task_path.as_deref().filter(|p| !p.is_empty()) {
+            return Ok(path.to_owned());
+        }
+        if self.spec_json.trim().is_empty() {
+            return Err("spec_json is empty".into());
+        }
+        let spec: serde_json::Value =
+            serde_json::from_str(&self.spec_json).map_err(|e| e.to_string())?;
+        match spec.get("task_path").and_then(serde_json::Value::as_str) {
+            Some(path) if !path.is_empty() => Ok(path.to_owned()),
+            _ => Err("spec_json missing task_path".into()),
+        }
+    }
 }
 
 /// Who holds a task: every write after the claim is fenced on this pair.

@@ -62,3 +62,14 @@ pub async fn report(pool: &PgPool, batch: &str) -> Result<TortureReport, sqlx::E
     .fetch_one(pool)
     .await
 }
+
+/// The address the server answered on, as the server sees it (`inet_server_addr()`);
+/// `None` over a Unix socket.
+///
+/// # Errors
+/// The database did not answer.
+pub async fn server_address(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("select host(inet_server_addr())")
+        .fetch_one(pool)
+        .await
+}

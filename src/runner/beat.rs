@@ -17,11 +17,16 @@ use chrono::Utc;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
 
 use crate::beat::cron::Schedule;
 use crate::beat::spec;
 use crate::queue::periodic::{self, DueRow};
+use crate::queue::{leader, savepoint};
+use crate::shutdown::Shutdown;
+
+/// Longest wait for the leader-lock session to connect (a frozen server accepts the
+/// connection and never answers).
+const LOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest back-off of a failing row, in passes.
 const MAX_BACKOFF_PASSES: u32 = 32;
@@ -46,24 +51,18 @@ pub async fn run_pass(pool: &PgPool, skip: &[String]) -> Result<PassReport, sqlx
     let rows = periodic::lock_due(&mut tx, skip).await?;
     let mut report = PassReport::default();
     for (index, row) in rows.iter().enumerate() {
-        let savepoint = format!("periodic_{index}");
-        sqlx::raw_sql(&format!("savepoint {savepoint}"))
-            .execute(&mut *tx)
-            .await?;
-        match enqueue_row(&mut tx, row, &savepoint).await {
+        let name = format!("periodic_{index}");
+        savepoint::create(&mut tx, &name).await?;
+        match enqueue_row(&mut tx, row, &name).await {
             Ok(true) => report.enqueued += 1,
             Ok(false) => report.deduplicated += 1,
             Err(message) => {
-                sqlx::raw_sql(&format!("rollback to savepoint {savepoint}"))
-                    .execute(&mut *tx)
-                    .await?;
+                savepoint::rollback_to(&mut tx, &name).await?;
                 report.failures.push((row.name.clone(), message));
                 continue;
             }
         }
-        sqlx::raw_sql(&format!("release savepoint {savepoint}"))
-            .execute(&mut *tx)
-            .await?;
+        savepoint::release(&mut tx, &name).await?;
     }
     tx.commit().await?;
     Ok(report)
@@ -87,8 +86,7 @@ async fn enqueue_row(tx: &mut PgConnection, row: &DueRow, savepoint: &str) -> Re
         Ok(inserted) => inserted,
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
             // A concurrent insert of the same slot won: this row is done all the same.
-            sqlx::raw_sql(&format!("rollback to savepoint {savepoint}"))
-                .execute(&mut *tx)
+            savepoint::rollback_to(&mut *tx, savepoint)
                 .await
                 .map_err(|e| e.to_string())?;
             false
@@ -124,8 +122,11 @@ pub struct Beat {
 }
 
 impl Beat {
-    /// Runs passes while holding the leader lock, until `stop` fires.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Runs passes while holding the leader lock, until `shutdown.stop` fires. A stop
+    /// ends the waits (the next tick, connecting, the leader lock) at once and lets a
+    /// pass under way finish; `shutdown.abort` (a second signal) abandons that pass too,
+    /// rolled back with its transaction.
+    pub async fn run(self, shutdown: Shutdown) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut leader: Option<PgConnection> = None;
@@ -134,9 +135,13 @@ impl Beat {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                () = stop.cancelled() => break,
+                () = shutdown.stop.cancelled() => break,
             }
-            if !self.hold_leadership(&mut leader).await {
+            let leading = tokio::select! {
+                leading = self.hold_leadership(&mut leader) => leading,
+                () = shutdown.stop.cancelled() => break,
+            };
+            if !leading {
                 if !standing_by {
                     tracing::info!("Another beat holds the leader lock; standing by");
                     standing_by = true;
@@ -153,7 +158,14 @@ impl Beat {
                 .filter(|(_, t)| t.retry_at > now)
                 .map(|(n, _)| n.clone())
                 .collect();
-            match run_pass(&self.pool, &skip).await {
+            let pass = tokio::select! {
+                pass = run_pass(&self.pool, &skip) => pass,
+                () = shutdown.abort.cancelled() => {
+                    tracing::warn!("Abandoning the beat pass under way");
+                    break;
+                }
+            };
+            match pass {
                 Ok(report) => self.record(report, &mut trouble),
                 Err(error) => {
                     tracing::error!(error = %error, enqueued = 0, "Failed to enqueue periodic tasks")
@@ -163,23 +175,21 @@ impl Beat {
         tracing::info!("Shutting down beat");
     }
 
-    /// Keeps (or takes) the session-level advisory lock; false when another beat has it.
+    /// Keeps (or takes) the session-level advisory lock; false when another beat has it
+    /// or the database cannot be reached.
     async fn hold_leadership(&self, leader: &mut Option<PgConnection>) -> bool {
         if let Some(conn) = leader.as_mut() {
-            if sqlx::query("select 1").execute(&mut *conn).await.is_ok() {
+            if leader::still_held(conn).await.is_ok() {
                 return true;
             }
             tracing::warn!("Lost the leader-lock session; reconnecting");
             *leader = None;
         }
-        let Ok(mut conn) = PgConnection::connect_with(&self.lock_options).await else {
+        let connect = PgConnection::connect_with(&self.lock_options);
+        let Ok(Ok(mut conn)) = tokio::time::timeout(LOCK_CONNECT_TIMEOUT, connect).await else {
             return false;
         };
-        let acquired: Result<bool, _> =
-            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended('reproq:beat', 0))")
-                .fetch_one(&mut conn)
-                .await;
-        if acquired.unwrap_or(false) {
+        if leader::try_acquire(&mut conn).await.unwrap_or(false) {
             *leader = Some(conn);
             true
         } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::events::{Event, EventBus, Level};
 use crate::metrics::{DbOperation, Metrics, Status};
-use crate::queue::{ClaimedTask, Outcome, TaskError};
+use crate::queue::{ClaimedTask, ErrorKind, Outcome, TaskError};
 
 /// A cheap, cloneable handle to the metrics and the event bus.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +102,7 @@ impl Observer {
             Outcome::Success { .. } => None,
             Outcome::Retry { error, .. } | Outcome::Fail { error } => Some(error),
         };
-        let infra = error.is_some_and(|e| e.kind() == "infra_error");
+        let infra = error.is_some_and(|e| e.is(ErrorKind::Infra));
         if let Some(metrics) = &self.metrics {
             let (status, operation) = match error {
                 None => (Status::Success, DbOperation::CompleteSuccess),
@@ -114,7 +114,7 @@ impl Observer {
         if self.events.is_none() {
             return;
         }
-        let task_path = crate::runner::pipeline::resolve_task_path(task).unwrap_or_default();
+        let task_path = task.resolved_task_path().unwrap_or_default();
         let with_path =
             |m: &mut Vec<(&'static str, String)>| m.push(("task_path", task_path.clone()));
         match outcome {
@@ -127,7 +127,7 @@ impl Observer {
                     with_path,
                 );
             }
-            Outcome::Retry { error, delay } if error.kind() == "app_error" => {
+            Outcome::Retry { error, delay } if error.is(ErrorKind::App) => {
                 let next_run =
                     chrono::Local::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
                 self.publish(
@@ -162,40 +162,42 @@ impl Observer {
             m.push(("reason", r.to_owned()));
         };
         match error.kind() {
-            "infra_error" => self.publish(
+            Some(ErrorKind::Infra) => self.publish(
                 task,
                 Level::Error,
                 "task_infra_error",
                 "execution infrastructure error",
-                |m| reason(m, "infra_error"),
+                |m| reason(m, ErrorKind::Infra.as_str()),
             ),
-            "cancelled" => self.publish(
+            Some(ErrorKind::Cancelled) => self.publish(
                 task,
                 Level::Warn,
                 "task_cancelled",
                 "task cancelled by request",
                 |m| reason(m, "cancel_requested"),
             ),
-            "invalid_spec" => self.publish(
+            Some(ErrorKind::InvalidSpec) => self.publish(
                 task,
                 Level::Error,
                 "task_invalid",
                 "invalid task spec",
                 |m| {
-                    m.push(("reason", "invalid_spec".to_owned()));
+                    m.push(("reason", ErrorKind::InvalidSpec.as_str().to_owned()));
                 },
             ),
-            "security_violation" => self.publish(
+            Some(ErrorKind::SecurityViolation) => self.publish(
                 task,
                 Level::Warn,
                 "task_rejected",
                 "task rejected by validator",
-                |m| reason(m, "security_violation"),
+                |m| reason(m, ErrorKind::SecurityViolation.as_str()),
             ),
-            "expired" => self.publish(task, Level::Error, "task_failed", "task failed", |m| {
-                reason(m, "expired");
-                m.push(("error_message", error.message().to_owned()));
-            }),
+            Some(ErrorKind::Expired) => {
+                self.publish(task, Level::Error, "task_failed", "task failed", |m| {
+                    reason(m, ErrorKind::Expired.as_str());
+                    m.push(("error_message", error.message().to_owned()));
+                })
+            }
             _ => self.publish(task, Level::Error, "task_failed", "task failed", |m| {
                 with_path(m);
                 app_error_metadata(error, m);

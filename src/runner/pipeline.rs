@@ -20,8 +20,7 @@ use crate::executor::{
 };
 use crate::queue::backoff::{INFRA_RETRY_DELAY, app_error_delay};
 use crate::queue::complete::{self, CompleteError, PendingSuccess};
-use crate::queue::{ClaimedTask, Lease, Outcome, TaskError};
-use crate::spec::depth::{self, MAX_DEPTH, TOO_DEEP};
+use crate::queue::{ClaimedTask, ErrorKind, Lease, Outcome, TaskError};
 
 /// Deadline for writing an outcome, independent of shutdown.
 pub const COMPLETION_DEADLINE: Duration = Duration::from_secs(10);
@@ -70,7 +69,7 @@ impl<E: Executor> Pipeline<E> {
             id: task.id,
             worker_id: self.config.worker_id.clone(),
         };
-        let task_path = match resolve_task_path(&task) {
+        let task_path = match task.resolved_task_path() {
             Ok(path) => path,
             Err(message) => {
                 drop(slot);
@@ -298,9 +297,11 @@ impl<E: Executor> Pipeline<E> {
         self.observer.finished(task, outcome, started.elapsed());
         let failure_message = match outcome {
             Outcome::Success { .. } => "Failed to mark success",
-            Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",
+            Outcome::Fail { error } if error.is(ErrorKind::Cancelled) => {
+                "Failed to mark cancellation"
+            }
             Outcome::Fail { error } | Outcome::Retry { error, .. }
-                if error.kind() == "infra_error" =>
+                if error.is(ErrorKind::Infra) =>
             {
                 "Failed to mark infra error"
             }
@@ -354,27 +355,5 @@ impl<E: Executor> Pipeline<E> {
                 TaskReport::Abandoned
             }
         }
-    }
-}
-
-/// The row's `task_path`, else the spec's (spec §5.2 step 1). A spec nested deeper than
-/// [`MAX_DEPTH`] is invalid whatever its path: the executor's `json.loads` could not read
-/// it (Python stops just below 1000 levels), so it fails once, as `invalid_spec`, instead of
-/// every attempt failing in Python.
-pub fn resolve_task_path(task: &ClaimedTask) -> Result<String, String> {
-    if depth::exceeds(&task.spec_json, MAX_DEPTH) {
-        return Err(format!("spec_json has {TOO_DEEP}"));
-    }
-    if let Some(path) = task.task_path.as_deref().filter(|p| !p.is_empty()) {
-        return Ok(path.to_owned());
-    }
-    if task.spec_json.trim().is_empty() {
-        return Err("spec_json is empty".into());
-    }
-    let spec: serde_json::Value =
-        serde_json::from_str(&task.spec_json).map_err(|e| e.to_string())?;
-    match spec.get("task_path").and_then(serde_json::Value::as_str) {
-        Some(path) if !path.is_empty() => Ok(path.to_owned()),
-        _ => Err("spec_json missing task_path".into()),
     }
 }

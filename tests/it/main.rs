@@ -3,16 +3,21 @@
 //! real `reproq` binary.
 
 mod beat;
+mod beat_signals;
 mod claim;
 mod cli;
 mod cluster;
+mod connections;
 mod enqueue;
 mod http;
 mod lease;
 mod limit;
 mod ops;
 mod pool;
+mod pool_output;
+mod process;
 mod schema;
 mod support;
+mod torture_guard;
 mod worker;
 mod workflow;

@@ -80,6 +80,12 @@ def main():
         pass
     elif name == "huge":
         sys.stdout.write("x" * int(kwargs.get("bytes", 2 * 1024 * 1024)))
+    elif name == "flood":
+        # Prints `mib` MiB in 1 MiB writes, so the task itself stays small.
+        chunk = "y" * (1024 * 1024)
+        for _ in range(int(kwargs.get("mib", 200))):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
     elif name == "binary":
         sys.stdout.buffer.write(b"\xff\xfe\x00garbage\x80")
     elif name == "noisy":

@@ -13,9 +13,9 @@
 //! meanwhile, and a task already claimed goes back to READY with its attempt refunded.
 
 mod child;
+mod output;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::Captured;
 use super::process::TERM_GRACE;
 use super::{Ending, ExecError, ExecOutput, ExecRequest, Executor};
 use crate::config::{PayloadMode, WorkerConfig};
@@ -164,13 +163,10 @@ impl PoolExecutor {
 
     fn checkin(&self, child: WarmChild) {
         if self.max_tasks > 0 && child.tasks >= self.max_tasks {
-            self.stats
-                .recycled
-                .max_tasks
-                .fetch_add(1, Ordering::Relaxed);
+            self.retire(&self.stats.recycled.max_tasks);
             tokio::spawn(child.close());
         } else if child.rss_bytes().is_some_and(|rss| rss > self.max_rss) {
-            self.stats.recycled.max_rss.fetch_add(1, Ordering::Relaxed);
+            self.retire(&self.stats.recycled.max_rss);
             tokio::spawn(child.close());
         } else {
             self.idle
@@ -178,6 +174,12 @@ impl PoolExecutor {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(child);
         }
+    }
+
+    /// Counts a runner that is being replaced: one fewer alive, one more recycle for `reason`.
+    fn retire(&self, reason: &AtomicU64) {
+        reason.fetch_add(1, Ordering::Relaxed);
+        self.stats.alive.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn argv(&self, request: &ExecRequest, files: &child::RunnerIo) -> Vec<String> {
@@ -201,15 +203,6 @@ impl PoolExecutor {
             }
         }
         argv
-    }
-}
-
-fn read_capped_file(path: &PathBuf, cap: usize) -> Captured {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let truncated = bytes.len() > cap;
-    Captured {
-        bytes: bytes.into_iter().take(cap).collect(),
-        truncated,
     }
 }
 
@@ -251,8 +244,8 @@ impl Executor for PoolExecutor {
             () = kill.cancelled() => None,
         };
         self.stats.busy.fetch_sub(1, Ordering::Relaxed);
-        let stdout = read_capped_file(&child.io.stdout, self.max_stdout_bytes);
-        let mut stderr = read_capped_file(&child.io.stderr, self.max_stderr_bytes);
+        let (stdout, mut stderr) =
+            output::collect(&child.io, self.max_stdout_bytes, self.max_stderr_bytes).await;
         let ending = match result {
             Some(Ok(reply)) => {
                 let code = reply
@@ -265,8 +258,7 @@ impl Executor for PoolExecutor {
             }
             Some(Err(_)) => {
                 // The runner died mid-task (`os._exit`, a crash): report its status and replace it.
-                self.stats.recycled.died.fetch_add(1, Ordering::Relaxed);
-                self.stats.alive.fetch_sub(1, Ordering::Relaxed);
+                self.retire(&self.stats.recycled.died);
                 let status = child
                     .wait()
                     .await
@@ -274,8 +266,7 @@ impl Executor for PoolExecutor {
                 Ending::Exited(status)
             }
             None => {
-                self.stats.recycled.killed.fetch_add(1, Ordering::Relaxed);
-                self.stats.alive.fetch_sub(1, Ordering::Relaxed);
+                self.retire(&self.stats.recycled.killed);
                 child.terminate(TERM_GRACE).await;
                 if kill.is_cancelled() {
                     Ending::Killed
