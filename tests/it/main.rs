@@ -15,8 +15,9 @@ mod limit;
 mod ops;
 mod pool;
 mod pool_output;
-mod process;
+
 mod schema;
+mod spawned;
 mod support;
 mod torture_guard;
 mod worker;
