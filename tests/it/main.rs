@@ -15,7 +15,6 @@ mod limit;
 mod ops;
 mod pool;
 mod pool_output;
-
 mod schema;
 mod spawned;
 mod support;
