@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use sqlx::{Connection, PgConnection};
 
-use crate::process::Spawned;
+use crate::spawned::Spawned;
 use crate::support::{TestDb, Variant};
 
 /// A "server" that accepts connections and never answers, as a frozen (SIGSTOPped)

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection};
 
-use crate::process::Spawned;
+use crate::spawned::Spawned;
 use crate::support::{NewTask, TestDb, Variant, insert, reproq, stdout, task, worker_args};
 
 /// A connection to `db` that the assertions recognise as the test's own.
