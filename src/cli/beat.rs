@@ -48,7 +48,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         memory_log_stop.clone(),
     );
     let _memory_log = memory_log_stop.drop_guard();
-    let pool = match db::connect(&config.dsn, 4, db::Plans::Auto).await {
+    let pool = match db::connect(&config.dsn, 4, db::Plans::Auto, db::Limits::default()).await {
         Ok(pool) => pool,
         Err(error) => {
             tracing::error!(error = %error, "Failed to open database");
