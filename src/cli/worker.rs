@@ -111,7 +111,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         .with_observer(services.observer.clone());
     let summary = worker.run(shutdown.clone()).await;
     // Bounded: a frozen database must not keep the process alive (README "Failure modes").
-    let bound = std::time::Duration::from_secs(2);
+    let bound = std::time::Duration::from_secs(1);
     let _ = tokio::time::timeout(bound, services.stop()).await;
     signals.abort();
     let _ = tokio::time::timeout(bound, pool.close()).await;

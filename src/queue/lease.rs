@@ -67,7 +67,7 @@ pub async fn renew(
                  and t.attempts = i.attempt and t.last_attempted_at = i.claimed_at
                for update of t skip locked
            )
-           update task_runs t set leased_until = now() + make_interval(secs => $3::float8), updated_at = now()
+           update task_runs t set leased_until = clock_timestamp() + make_interval(secs => $3::float8), updated_at = now()
            from lockable l
            where t.result_id = l.result_id
            returning t.result_id, t.attempts, t.last_attempted_at as claimed_at, t.cancel_requested, t.leased_until"#,
@@ -84,7 +84,9 @@ pub async fn renew(
 
 /// Extends one attempt's lease, waiting for its row if another transaction holds it
 /// (up to the session's `lock_timeout`). `None`: the lease is lost (the row is no longer
-/// RUNNING under `worker_id` and this attempt).
+/// RUNNING under `worker_id` and this attempt). Both renewals count the lease from
+/// `clock_timestamp()`, when the row is written, not from `now()`, when the statement
+/// began: after a wait on a lock, `now()` would hand out a lease already over.
 ///
 /// # Errors
 /// Database errors, among them `lock_not_available` when the row stayed locked.
@@ -95,7 +97,7 @@ pub async fn renew_one(
     lease: Duration,
 ) -> Result<Option<Renewed>, sqlx::Error> {
     let row: Option<RenewedRow> = sqlx::query_as(
-        r#"update task_runs set leased_until = now() + make_interval(secs => $3::float8), updated_at = now()
+        r#"update task_runs set leased_until = clock_timestamp() + make_interval(secs => $3::float8), updated_at = now()
            where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
              and attempts = $4::int4 and last_attempted_at = $5::timestamptz
            returning result_id, attempts, last_attempted_at as claimed_at, cancel_requested, leased_until"#,

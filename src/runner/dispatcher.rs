@@ -23,6 +23,8 @@ pub const MAX_CLAIM_BATCH: usize = 16;
 /// of running ever more tasks whose outcomes it cannot record, so a worker killed at
 /// such a moment loses at most this many finished outcomes.
 pub const MAX_UNRECORDED: usize = 50;
+/// How long a claim in flight may hold up a stop.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(2);
 /// How long a busy worker waits for more free slots before claiming for one.
 pub const CLAIM_COALESCE: Duration = Duration::from_millis(2);
 
@@ -125,7 +127,20 @@ impl<E: Executor> Dispatcher<E> {
             if let Some(remaining) = remaining {
                 batch = batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
             }
-            let polled = self.poll(&mut next_queue, batch).await;
+            // A claim in flight when a stop comes may finish (its rows then run and
+            // drain), but not hold the stop for longer than CLAIM_GRACE: against a
+            // frozen database it would never answer (those rows, if the claim landed,
+            // are reclaimed once their lease expires).
+            let polled = tokio::select! {
+                polled = self.poll(&mut next_queue, batch) => polled,
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(CLAIM_GRACE).await;
+                } => {
+                    tracing::warn!("Claim did not answer after the stop; abandoning it");
+                    return StopReason::Requested;
+                }
+            };
             last_claim_found_work = matches!(&polled, Ok(claimed) if !claimed.is_empty());
             match polled {
                 Ok(claimed) if !claimed.is_empty() => {

@@ -285,12 +285,14 @@ async fn sample_pool<E: Executor>(executor: Arc<E>, observer: Observer, done: Ca
 /// How long after the drain ends (shutdown timeout reached, or a second signal) the
 /// killed tasks' requeues, unrecorded outcomes and the services' own stops may take in
 /// all; past it they are abandoned (and logged), so a worker whose database is frozen
-/// still exits within `shutdown_timeout` + this + [`DEREGISTER_TIMEOUT`].
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// still exits within `shutdown_timeout` + 15 s: a claim in flight
+/// ([`dispatcher::CLAIM_GRACE`]) + this + [`DEREGISTER_TIMEOUT`] + the command's own
+/// bounded stops (HTTP services, pool close, runtime: 1 s each).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// After a second signal: kill, requeue where the database answers at once, exit.
 pub const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait for the clean stop's deregistration.
-pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Lets running tasks finish for up to `timeout`, then aborts them (their pipelines
 /// requeue them with the attempt refunded) and waits for those writes until a hard
