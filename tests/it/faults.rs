@@ -186,7 +186,7 @@ async fn an_outdated_attempt_outcome_is_discarded_when_the_worker_reclaims_its_o
 }
 
 /// A throwaway cluster with the schema, or `None` (and a note) when none can start.
-async fn cluster_with_schema() -> Option<(Cluster, PgPool)> {
+pub async fn cluster_with_schema() -> Option<(Cluster, PgPool)> {
     let cluster = match Cluster::start() {
         Ok(cluster) => cluster,
         Err(reason) => {
@@ -202,6 +202,18 @@ async fn cluster_with_schema() -> Option<(Cluster, PgPool)> {
         .await
         .unwrap();
     reproq::db::migrate::run(&pool).await.unwrap();
+    // The throwaway cluster runs with synchronous_commit=off, which loses the last
+    // commits on an immediate stop; a production server does not, and neither do we.
+    sqlx::query("alter database postgres set synchronous_commit = on")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
     Some((cluster, pool))
 }
 
@@ -230,6 +242,9 @@ async fn cluster_worker(
 
 #[tokio::test]
 async fn an_outcome_finished_while_the_database_restarts_is_recorded_once_it_is_back() {
+    if std::env::var("FAULTS_DEBUG").is_ok() {
+        reproq::telemetry::init(reproq::telemetry::LogFormat::Text, std::io::stderr);
+    }
     let Some((cluster, pool)) = cluster_with_schema().await else {
         return;
     };
@@ -259,6 +274,17 @@ pub struct WorkerProcess {
     pub child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // A failed test must not leave a worker behind (a frozen one is thawed first).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(nix::sys::signal::Signal::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl WorkerProcess {

@@ -33,6 +33,14 @@ impl Ledger {
         Ledger { _dir: dir, path }
     }
 
+    /// A handle on an existing ledger (for another task of the same test).
+    pub fn at(path: &str) -> Ledger {
+        Ledger {
+            _dir: tempfile::tempdir().unwrap(),
+            path: PathBuf::from(path),
+        }
+    }
+
     pub fn path_str(&self) -> String {
         self.path.display().to_string()
     }

@@ -3,6 +3,7 @@
 //! real `reproq` binary.
 
 mod beat;
+mod chaos;
 mod claim;
 mod cli;
 mod cluster;

@@ -1,7 +1,9 @@
 """An executor for the fault tests: appends one line per start and end of each attempt
 to a ledger file, so a test can tell from the outside what ran, how often and where.
 
-Run as the worker runs any executor (`python -m tests.python.ledger_executor ...`).
+Run as the worker runs any executor (`python -m tests.python.ledger_executor
+--result-id N --attempt A [--task-path P] --payload-stdin|--payload-file F|--payload-json J`).
+Kept to the standard library's cheapest modules: the chaos test spawns thousands.
 The task's kwargs drive it:
   ledger              path of the ledger file (required)
   seconds             how long the attempt works (default 0.05)
@@ -10,15 +12,28 @@ Ledger line: "<start|end> <result_id> <attempt> <pid> <worker> <unix time>", whe
 <worker> is $LEDGER_WORKER (or "-"). The attempt returns its attempt number.
 """
 
+import json
 import os
 import sys
 import time
 
-from tests.python.fake_executor import emit, load_spec, parse_args
+
+def options(argv):
+    found = {}
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        if name == "--payload-stdin":
+            found[name] = True
+            i += 1
+        else:
+            found[name] = argv[i + 1] if i + 1 < len(argv) else ""
+            i += 2
+    return found
 
 
-def note(ledger, event, args):
-    line = "%s %s %d %d %s %.6f\n" % (event, args.result_id, args.attempt, os.getpid(),
+def note(ledger, event, result_id, attempt):
+    line = "%s %s %d %d %s %.6f\n" % (event, result_id, attempt, os.getpid(),
                                       os.environ.get("LEDGER_WORKER", "-"), time.time())
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
@@ -28,17 +43,26 @@ def note(ledger, event, args):
 
 
 def main():
-    args = parse_args()
-    spec = load_spec(args)
+    opts = options(sys.argv[1:])
+    if "--payload-stdin" in opts:
+        spec = json.loads(sys.stdin.read())
+    elif "--payload-file" in opts:
+        with open(opts["--payload-file"]) as handle:
+            spec = json.load(handle)
+    else:
+        spec = json.loads(opts["--payload-json"])
+    result_id = opts["--result-id"]
+    attempt = int(opts.get("--attempt", "1"))
     kwargs = spec.get("kwargs") or {}
     ledger = kwargs["ledger"]
     seconds = float(kwargs.get("seconds", 0.05))
-    seconds = float((kwargs.get("seconds_by_attempt") or {}).get(str(args.attempt), seconds))
-    note(ledger, "start", args)
+    seconds = float((kwargs.get("seconds_by_attempt") or {}).get(str(attempt), seconds))
+    note(ledger, "start", result_id, attempt)
     time.sleep(seconds)
-    note(ledger, "end", args)
-    emit({"ok": True, "return": args.attempt})
+    note(ledger, "end", result_id, attempt)
+    sys.stdout.write(json.dumps({"ok": True, "return": attempt}) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
