@@ -58,8 +58,14 @@ impl Fault {
     fn explains(&self, run: &Entry, run_end: Option<f64>, next_start: f64) -> bool {
         let (begin, end) = (run.at, next_start);
         match self {
-            Fault::Kill { worker, at } => *worker == run.worker && begin <= *at && *at <= end,
-            Fault::Stop { worker, from, to } => *worker == run.worker && *from <= end && *to >= begin,
+            // Any attempt of the killed process (under load its child may start late,
+            // as an orphan, after the kill).
+            Fault::Kill { worker, at } => *worker == run.worker && *at <= end,
+            // An attempt of the frozen process: claimed before or during the freeze
+            // (its child may start late under load), superseded after it began.
+            Fault::Stop { worker, from, to } => {
+                *worker == run.worker && *from <= end && begin <= *to + 2.0 * LEASE_SECONDS
+            }
             // The attempt was running (or its outcome pending) while the server was down.
             Fault::Restart { from, to } => *from <= end && *to >= begin && run_end.is_none_or(|e| e >= *from - 1.0),
             Fault::Terminate { at } => begin <= *at && *at <= end,
@@ -154,11 +160,17 @@ fn dump_logs(workers: &HashMap<String, WorkerProcess>) {
     }
 }
 
-fn start_worker(url: &str, label: &str) -> WorkerProcess {
+/// The ledger label of a worker process: its name and how many times it was restarted.
+fn instance(label: &str, generation: usize) -> String {
+    format!("{label}.{generation}")
+}
+
+/// Starts worker `label` (worker_id `chaos-<label>`, the same across restarts).
+fn start_worker(url: &str, label: &str, generation: usize) -> WorkerProcess {
     WorkerProcess::start(
         url,
         &format!("chaos-{label}"),
-        label,
+        &instance(label, generation),
         &[
             "--concurrency", "8", "--lease-seconds", "5", "--heartbeat-seconds", "1",
             "--reclaim-interval-seconds", "1", "--shutdown-timeout", "5s",
@@ -179,7 +191,7 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
     feed(&pool, &ledger, STOCK, 50).await.unwrap();
     let labels: Vec<String> = (1..=WORKERS).map(|i| format!("w{i}")).collect();
     let mut workers: HashMap<String, WorkerProcess> =
-        labels.iter().map(|l| (l.clone(), start_worker(&url, l))).collect();
+        labels.iter().map(|l| (l.clone(), start_worker(&url, l, 0))).collect();
     let feeding = tokio_util::sync::CancellationToken::new();
     let feeder = start_feeder(url.clone(), ledger.path_str(), feeding.clone());
 
@@ -226,13 +238,12 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
         match *step {
             "kill" => {
                 let at = now();
-                if let Some(worker) = workers.remove(&victim) {
-                    worker.signal(Signal::SIGKILL);
-                    let _ = worker.exit_within(10).await;
-                }
-                faults.push(Fault::Kill { worker: victim.clone(), at });
+                let worker = workers.remove(&victim).unwrap();
+                worker.signal(Signal::SIGKILL);
+                let _ = worker.exit_within(10).await;
+                faults.push(Fault::Kill { worker: instance(&victim, 0), at });
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
-                workers.insert(victim.clone(), start_worker(&url, &victim));
+                workers.insert(victim.clone(), start_worker(&url, &victim, 1));
             }
             "restart" => {
                 let from = now();
@@ -262,7 +273,8 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
                 worker.signal(Signal::SIGSTOP);
                 tokio::time::sleep(Duration::from_secs_f64(LEASE_SECONDS + 4.0)).await;
                 worker.signal(Signal::SIGCONT);
-                faults.push(Fault::Stop { worker: victim.clone(), from, to: now() });
+                let generation = faults.iter().filter(|f| matches!(f, Fault::Kill { worker, .. } if *worker == instance(&victim, 0))).count();
+                faults.push(Fault::Stop { worker: instance(&victim, generation), from, to: now() });
             }
             _ => unreachable!(),
         }

@@ -17,6 +17,8 @@ pub struct Entry {
     pub worker: String,
     /// Unix time.
     pub at: f64,
+    /// The pid of the worker process that spawned it.
+    pub worker_pid: i32,
 }
 
 /// A ledger file in a temporary directory the executor children may write to.
@@ -84,6 +86,7 @@ fn read(path: &Path) -> Vec<Entry> {
                 pid: f.next()?.parse().ok()?,
                 worker: f.next()?.to_owned(),
                 at: f.next()?.parse().ok()?,
+                worker_pid: f.next()?.parse().ok()?,
             })
         })
         .collect()

@@ -8,8 +8,8 @@ The task's kwargs drive it:
   ledger              path of the ledger file (required)
   seconds             how long the attempt works (default 0.05)
   seconds_by_attempt  {"1": 3, "2": 0.5}: overrides `seconds` per attempt number
-Ledger line: "<start|end> <result_id> <attempt> <pid> <worker> <unix time>", where
-<worker> is $LEDGER_WORKER (or "-"). The attempt returns its attempt number.
+Ledger line: "<start|end> <result_id> <attempt> <pid> <worker> <unix time> <worker pid>",
+where <worker> is $LEDGER_WORKER (or "-") and <worker pid> the parent's pid. The attempt returns its attempt number.
 """
 
 import json
@@ -33,8 +33,8 @@ def options(argv):
 
 
 def note(ledger, event, result_id, attempt):
-    line = "%s %s %d %d %s %.6f\n" % (event, result_id, attempt, os.getpid(),
-                                      os.environ.get("LEDGER_WORKER", "-"), time.time())
+    line = "%s %s %d %d %s %.6f %d\n" % (event, result_id, attempt, os.getpid(),
+                                         os.environ.get("LEDGER_WORKER", "-"), time.time(), os.getppid())
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, line.encode())
