@@ -335,6 +335,7 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
     let mut problems: Vec<String> = Vec::new();
     let mut duplicates: HashMap<&str, usize> = HashMap::new();
     let mut lost_with_kill = 0_usize;
+    let mut explained: Vec<String> = Vec::new();
     for (id, status, attempts, max_attempts, return_json) in &rows {
         if status != "SUCCESSFUL" {
             problems.push(format!("task {id} ended {status} (attempts {attempts})"));
@@ -358,6 +359,10 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
             match faults.iter().find(|f| f.explains(run, run_end, next.at)) {
                 Some(fault) => {
                     *duplicates.entry(fault.cause()).or_default() += 1;
+                    explained.push(format!(
+                        "task {id}: attempt {} on {} started {:.3} ended {run_end:?}, again at {:.3} on {}: {fault:?}",
+                        run.attempt, run.worker, run.at, next.at, next.worker
+                    ));
                     if let Fault::Kill { worker, at } = fault {
                         if *worker == run.worker && run_end.is_some_and(|e| e <= *at) {
                             lost_with_kill += 1;
@@ -382,6 +387,10 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
         locked_ready.len(),
         locked_running.len(),
     );
+    if let Ok(dir) = std::env::var("CHAOS_LOG_DIR") {
+        let _ = std::fs::write(format!("{dir}/duplicates.txt"), explained.join("\n"));
+        let _ = std::fs::copy(&ledger.path, format!("{dir}/ledger.txt"));
+    }
     assert!(problems.is_empty(), "{} problems:\n{}\n", problems.len(), problems.join("\n"));
     assert!(lost_with_kill <= 50, "{lost_with_kill} finished outcomes died with the killed worker");
     assert!(
