@@ -91,13 +91,8 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         lock_timeout: config.lock_timeout,
         statement_timeout: config.statement_timeout,
     };
-    let pool = db::connect(
-        &config.dsn,
-        db::MAX_CONNECTIONS,
-        db::Plans::Generic,
-        limits,
-    )
-    .await
+    let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS, db::Plans::Generic, limits)
+        .await
         .context("opening the database")?;
     let shutdown = Shutdown::new();
     let signals = shutdown
@@ -149,7 +144,14 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
         );
     }
     check_http(&config).await;
-    match crate::db::connect(&config.dsn, 1, crate::db::Plans::Auto, crate::db::Limits::NONE).await {
+    match crate::db::connect(
+        &config.dsn,
+        1,
+        crate::db::Plans::Auto,
+        crate::db::Limits::NONE,
+    )
+    .await
+    {
         Ok(_) => {
             println!("database: ok ({})", config.dsn);
             println!("configuration is valid");

@@ -104,8 +104,10 @@ pub async fn deregister(
 /// # Errors
 /// Database errors.
 pub async fn hold_identity(conn: &mut PgConnection, worker_id: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended('reproq:worker:' || $1::text, 0))")
-        .bind(worker_id)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "select pg_try_advisory_lock(hashtextextended('reproq:worker:' || $1::text, 0))",
+    )
+    .bind(worker_id)
+    .fetch_one(conn)
+    .await
 }

@@ -73,9 +73,7 @@ impl<E: Executor> Dispatcher<E> {
     ) -> StopReason {
         let config = &self.pipeline.config;
         let slots = Arc::new(Semaphore::new(config.concurrency.get()));
-        let unrecorded = Arc::new(Semaphore::new(
-            MAX_UNRECORDED.max(config.concurrency.get()),
-        ));
+        let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED.max(config.concurrency.get())));
         let mut next_queue = 0_usize;
         let mut last_claim_found_work = false;
         loop {

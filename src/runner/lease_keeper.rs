@@ -134,7 +134,8 @@ impl LeaseKeeper {
                         .is_some_and(|t| !t.renewing_alone() && t.lease_deadline() <= horizon)
                     {
                         tracing::error!(
-                            result_id = id.id.0, attempt = id.number,
+                            result_id = id.id.0,
+                            attempt = id.number,
                             error = "lease expired before it could be renewed",
                             "Heartbeat failed"
                         );
@@ -197,15 +198,28 @@ async fn renew_alone(alone: Alone, attempt: Attempt, task: Arc<super::running::R
         let sent = std::time::Instant::now();
         let renewal = async {
             let mut watched = stall::connection(&alone.pool).await?;
-            let write = lease::renew_one(&mut *watched.conn, attempt, &alone.worker_id, alone.lease);
-            stall::watch(&alone.pool, watched.pid, attempt, "lease renewal", &mut reported, write).await
+            let write =
+                lease::renew_one(&mut *watched.conn, attempt, &alone.worker_id, alone.lease);
+            stall::watch(
+                &alone.pool,
+                watched.pid,
+                attempt,
+                "lease renewal",
+                &mut reported,
+                write,
+            )
+            .await
         }
         .await;
         match renewal {
             Ok(Some(renewed)) => {
                 alone.running.renewed(attempt, sent + alone.lease);
                 if reported {
-                    tracing::info!(result_id = attempt.id.0, attempt = attempt.number, "Lease renewed after waiting for a row lock");
+                    tracing::info!(
+                        result_id = attempt.id.0,
+                        attempt = attempt.number,
+                        "Lease renewed after waiting for a row lock"
+                    );
                 }
                 if renewed.cancel_requested {
                     kill(&alone.running, attempt, KillReason::Cancelled);
@@ -215,7 +229,8 @@ async fn renew_alone(alone: Alone, attempt: Attempt, task: Arc<super::running::R
             Ok(None) => {
                 if alone.running.get(attempt).is_some() {
                     tracing::error!(
-                        result_id = attempt.id.0, attempt = attempt.number,
+                        result_id = attempt.id.0,
+                        attempt = attempt.number,
                         error = "lease lost or task not running",
                         "Heartbeat failed"
                     );

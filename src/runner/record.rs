@@ -43,9 +43,7 @@ impl Write<'_> {
             Write::Outcome { outcome, logs_uri } => {
                 complete::complete(conn, lease, outcome, logs_uri).await
             }
-            Write::Requeue => complete::requeue_interrupted(conn, lease)
-                .await
-                .map(|()| 0),
+            Write::Requeue => complete::requeue_interrupted(conn, lease).await.map(|()| 0),
         }
     }
 }
@@ -88,8 +86,12 @@ impl<E: Executor> Pipeline<E> {
         let written = match batched {
             Batched::Recorded => Written::Landed(0),
             Batched::NotRecorded => {
-                self.write_until_settled(lease, Write::Outcome { outcome, logs_uri }, failure_message)
-                    .await
+                self.write_until_settled(
+                    lease,
+                    Write::Outcome { outcome, logs_uri },
+                    failure_message,
+                )
+                .await
             }
         };
         match written {
@@ -117,7 +119,8 @@ impl<E: Executor> Pipeline<E> {
                 tracing::error!(
                     attempt = lease.attempt,
                     error = "shutdown deadline reached before the database took the outcome; abandoned (the task runs again once its lease expires)",
-                    "{}", failure_message
+                    "{}",
+                    failure_message
                 );
                 TaskReport::Abandoned
             }
@@ -144,7 +147,8 @@ impl<E: Executor> Pipeline<E> {
                 tracing::error!(
                     attempt = lease.attempt,
                     error = "shutdown deadline reached before the database answered; abandoned (the task runs again once its lease expires)",
-                    "{}", message
+                    "{}",
+                    message
                 );
                 TaskReport::Abandoned
             }
@@ -218,9 +222,7 @@ fn failure_message(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Success { .. } => "Failed to mark success",
         Outcome::Fail { error } if error.kind() == "cancelled" => "Failed to mark cancellation",
-        Outcome::Fail { error } | Outcome::Retry { error, .. }
-            if error.kind() == "infra_error" =>
-        {
+        Outcome::Fail { error } | Outcome::Retry { error, .. } if error.kind() == "infra_error" => {
             "Failed to mark infra error"
         }
         _ => "Failed to mark failure",

@@ -67,7 +67,9 @@ impl Fault {
                 *worker == run.worker && *from <= end && begin <= *to + 2.0 * LEASE_SECONDS
             }
             // The attempt was running (or its outcome pending) while the server was down.
-            Fault::Restart { from, to } => *from <= end && *to >= begin && run_end.is_none_or(|e| e >= *from - 1.0),
+            Fault::Restart { from, to } => {
+                *from <= end && *to >= begin && run_end.is_none_or(|e| e >= *from - 1.0)
+            }
             Fault::Terminate { at } => begin <= *at && *at <= end,
         }
     }
@@ -105,7 +107,11 @@ async fn feed(pool: &PgPool, ledger: &Ledger, count: i64, max_ms: i64) -> Result
 
 /// Keeps `STOCK` READY rows in the queue until `stop` fires (errors while the server is
 /// down are expected and skipped).
-fn start_feeder(url: String, ledger_path: String, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+fn start_feeder(
+    url: String,
+    ledger_path: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let ledger = Ledger::at(&ledger_path);
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -151,6 +157,9 @@ async fn test_pool(url: &str) -> PgPool {
         .unwrap()
 }
 
+/// An unfinished row: id, status, attempts, leased_by, seconds of lease left.
+type OpenRow = (i64, String, i32, Option<String>, Option<f64>);
+
 /// Writes every worker's log to `$CHAOS_LOG_DIR/<label>.log` when that is set.
 fn dump_logs(workers: &HashMap<String, WorkerProcess>) {
     if let Ok(dir) = std::env::var("CHAOS_LOG_DIR") {
@@ -172,15 +181,26 @@ fn start_worker(url: &str, label: &str, generation: usize) -> WorkerProcess {
         &format!("chaos-{label}"),
         &instance(label, generation),
         &[
-            "--concurrency", "8", "--lease-seconds", "5", "--heartbeat-seconds", "1",
-            "--reclaim-interval-seconds", "1", "--shutdown-timeout", "5s",
+            "--concurrency",
+            "8",
+            "--lease-seconds",
+            "5",
+            "--heartbeat-seconds",
+            "1",
+            "--reclaim-interval-seconds",
+            "1",
+            "--shutdown-timeout",
+            "5s",
         ],
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_locking_session() {
-    let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
     let mut rng = StdRng::seed_from_u64(seed);
     let Some((cluster, pool)) = cluster_with_schema().await else {
         return;
@@ -190,8 +210,10 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
     let ledger = Ledger::new();
     feed(&pool, &ledger, STOCK, 50).await.unwrap();
     let labels: Vec<String> = (1..=WORKERS).map(|i| format!("w{i}")).collect();
-    let mut workers: HashMap<String, WorkerProcess> =
-        labels.iter().map(|l| (l.clone(), start_worker(&url, l, 0))).collect();
+    let mut workers: HashMap<String, WorkerProcess> = labels
+        .iter()
+        .map(|l| (l.clone(), start_worker(&url, l, 0)))
+        .collect();
     let feeding = tokio_util::sync::CancellationToken::new();
     let feeder = start_feeder(url.clone(), ledger.path_str(), feeding.clone());
 
@@ -241,7 +263,10 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
                 let worker = workers.remove(&victim).unwrap();
                 worker.signal(Signal::SIGKILL);
                 let _ = worker.exit_within(10).await;
-                faults.push(Fault::Kill { worker: instance(&victim, 0), at });
+                faults.push(Fault::Kill {
+                    worker: instance(&victim, 0),
+                    at,
+                });
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
                 workers.insert(victim.clone(), start_worker(&url, &victim, 1));
             }
@@ -250,7 +275,9 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
                 cluster.stop(StopMode::Immediate).unwrap();
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..2500))).await;
                 cluster.start_server().unwrap();
-                wait_until_answers(&url, Duration::from_secs(30)).await.unwrap();
+                wait_until_answers(&url, Duration::from_secs(30))
+                    .await
+                    .unwrap();
                 faults.push(Fault::Restart { from, to: now() });
             }
             "terminate" => {
@@ -274,7 +301,11 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
                 tokio::time::sleep(Duration::from_secs_f64(LEASE_SECONDS + 4.0)).await;
                 worker.signal(Signal::SIGCONT);
                 let generation = faults.iter().filter(|f| matches!(f, Fault::Kill { worker, .. } if *worker == instance(&victim, 0))).count();
-                faults.push(Fault::Stop { worker: instance(&victim, generation), from, to: now() });
+                faults.push(Fault::Stop {
+                    worker: instance(&victim, generation),
+                    from,
+                    to: now(),
+                });
             }
             _ => unreachable!(),
         }
@@ -286,15 +317,17 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
     let pool = test_pool(&url).await;
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
-        let open: i64 = sqlx::query_scalar("select count(*) from task_runs where status in ('READY', 'RUNNING')")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(i64::MAX);
+        let open: i64 = sqlx::query_scalar(
+            "select count(*) from task_runs where status in ('READY', 'RUNNING')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(i64::MAX);
         if open == 0 {
             break;
         }
         if Instant::now() >= deadline {
-            let sample: Vec<(i64, String, i32, Option<String>, Option<f64>)> = sqlx::query_as(
+            let sample: Vec<OpenRow> = sqlx::query_as(
                 "select result_id, status, attempts, leased_by, extract(epoch from leased_until - now())::float8
                  from task_runs where status in ('READY', 'RUNNING') order by result_id limit 20",
             )
@@ -342,16 +375,28 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
             continue;
         }
         if attempts > max_attempts {
-            problems.push(format!("task {id}: attempts {attempts} > max_attempts {max_attempts}"));
+            problems.push(format!(
+                "task {id}: attempts {attempts} > max_attempts {max_attempts}"
+            ));
         }
-        let recorded: i32 = return_json.as_deref().and_then(|r| r.parse().ok()).unwrap_or(-1);
+        let recorded: i32 = return_json
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(-1);
         if recorded != *attempts {
-            problems.push(format!("task {id}: outcome of attempt {recorded} recorded over attempt {attempts}"));
+            problems.push(format!(
+                "task {id}: outcome of attempt {recorded} recorded over attempt {attempts}"
+            ));
         }
         let mut starts = runs.get(id).cloned().unwrap_or_default();
         starts.sort_by(|a, b| a.at.total_cmp(&b.at));
-        if !starts.iter().any(|s| s.attempt == recorded && ends.contains_key(&(s.result_id, s.attempt, s.pid))) {
-            problems.push(format!("task {id}: attempt {recorded} recorded but never ran to its end"));
+        if !starts
+            .iter()
+            .any(|s| s.attempt == recorded && ends.contains_key(&(s.result_id, s.attempt, s.pid)))
+        {
+            problems.push(format!(
+                "task {id}: attempt {recorded} recorded but never ran to its end"
+            ));
         }
         for pair in starts.windows(2) {
             let (run, next) = (pair[0], pair[1]);
@@ -391,8 +436,16 @@ async fn chaos_three_workers_survive_kills_restarts_terminations_freezes_and_a_l
         let _ = std::fs::write(format!("{dir}/duplicates.txt"), explained.join("\n"));
         let _ = std::fs::copy(&ledger.path, format!("{dir}/ledger.txt"));
     }
-    assert!(problems.is_empty(), "{} problems:\n{}\n", problems.len(), problems.join("\n"));
-    assert!(lost_with_kill <= 50, "{lost_with_kill} finished outcomes died with the killed worker");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}\n",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert!(
+        lost_with_kill <= 50,
+        "{lost_with_kill} finished outcomes died with the killed worker"
+    );
     assert!(
         during >= before / 2.0,
         "throughput fell from {before:.1}/s to {during:.1}/s during the lock"

@@ -12,16 +12,21 @@ use crate::cluster::{Cluster, StopMode, wait_until_answers};
 use crate::ledger::Ledger;
 use crate::support::{TestDb, Variant, insert, row, start_worker, task, wait_for_status};
 
-
 const LEDGER_EXECUTOR: &str = "tests.python.ledger_executor";
 
 /// A ledger task running `seconds`.
 fn work(ledger: &Ledger, seconds: f64) -> crate::support::NewTask {
-    task("tasks.work", json!({"ledger": ledger.path_str(), "seconds": seconds}))
+    task(
+        "tasks.work",
+        json!({"ledger": ledger.path_str(), "seconds": seconds}),
+    )
 }
 
 /// Opens a transaction holding `FOR UPDATE` on `ids`, and returns it with its pid.
-async fn lock_rows(pool: &PgPool, ids: &[i64]) -> (sqlx::Transaction<'static, sqlx::Postgres>, i32) {
+async fn lock_rows(
+    pool: &PgPool,
+    ids: &[i64],
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, i32) {
     let mut tx = pool.begin().await.unwrap();
     let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(&mut *tx)
@@ -49,7 +54,10 @@ async fn wait_until_blocked_by(pool: &PgPool, holder: i32, seconds: u64) {
         if waiting > 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "nothing ever waited on session {holder}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing ever waited on session {holder}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,13 +74,25 @@ async fn a_running_row_locked_past_its_lease_holds_up_only_its_own_task() {
     let (handle, shutdown) = start_worker(
         &db,
         &[
-            "--executor-module", LEDGER_EXECUTOR, "--concurrency", "4", "--lease-seconds", "3",
-            "--heartbeat-seconds", "1", "--reclaim-interval-seconds", "1",
+            "--executor-module",
+            LEDGER_EXECUTOR,
+            "--concurrency",
+            "4",
+            "--lease-seconds",
+            "3",
+            "--heartbeat-seconds",
+            "1",
+            "--reclaim-interval-seconds",
+            "1",
         ],
     )
     .await;
-    ledger.wait_for("the locked task's start", 20, |e| e.result_id == locked).await;
-    ledger.wait_for("the other task's start", 20, |e| e.result_id == other).await;
+    ledger
+        .wait_for("the locked task's start", 20, |e| e.result_id == locked)
+        .await;
+    ledger
+        .wait_for("the other task's start", 20, |e| e.result_id == other)
+        .await;
     let (locker, locker_pid) = lock_rows(&db.pool, &[locked]).await;
     // The worker's renewal of the locked row now waits for it...
     wait_until_blocked_by(&db.pool, locker_pid, 10).await;
@@ -119,9 +139,15 @@ async fn a_locked_row_does_not_hold_up_other_tasks_successes() {
         &["--executor-module", LEDGER_EXECUTOR, "--concurrency", "4"],
     )
     .await;
-    ledger.wait_for("the locked task's start", 20, |e| e.result_id == locked).await;
+    ledger
+        .wait_for("the locked task's start", 20, |e| e.result_id == locked)
+        .await;
     let (locker, locker_pid) = lock_rows(&db.pool, &[locked]).await;
-    ledger.wait_for("the locked task's end", 20, |e| e.result_id == locked && e.event == "end").await;
+    ledger
+        .wait_for("the locked task's end", 20, |e| {
+            e.result_id == locked && e.event == "end"
+        })
+        .await;
     // Its success write now waits for the row.
     wait_until_blocked_by(&db.pool, locker_pid, 10).await;
     let mut quick = Vec::new();
@@ -131,7 +157,11 @@ async fn a_locked_row_does_not_hold_up_other_tasks_successes() {
     for id in &quick {
         wait_for_status(&db.pool, *id, "SUCCESSFUL", 15).await;
     }
-    assert_eq!(row(&db.pool, locked).await.status, "RUNNING", "still locked");
+    assert_eq!(
+        row(&db.pool, locked).await.status,
+        "RUNNING",
+        "still locked"
+    );
     locker.commit().await.unwrap();
     let done = wait_for_status(&db.pool, locked, "SUCCESSFUL", 15).await;
     assert_eq!((done.attempts, done.return_json.as_deref()), (1, Some("1")));
@@ -155,21 +185,37 @@ async fn an_outdated_attempt_outcome_is_discarded_when_the_worker_reclaims_its_o
     let (handle, shutdown) = start_worker(
         &db,
         &[
-            "--executor-module", LEDGER_EXECUTOR, "--concurrency", "2", "--heartbeat-seconds", "0",
-            "--reclaim-interval-seconds", "0",
+            "--executor-module",
+            LEDGER_EXECUTOR,
+            "--concurrency",
+            "2",
+            "--heartbeat-seconds",
+            "0",
+            "--reclaim-interval-seconds",
+            "0",
         ],
     )
     .await;
-    ledger.wait_for("attempt 1's start", 20, |e| e.result_id == id && e.attempt == 1).await;
+    ledger
+        .wait_for("attempt 1's start", 20, |e| {
+            e.result_id == id && e.attempt == 1
+        })
+        .await;
     // An operator puts the task back (heartbeats are off, so nothing notices).
     sqlx::query("update task_runs set status = 'READY', leased_by = null, leased_until = null where result_id = $1")
         .bind(id)
         .execute(&db.pool)
         .await
         .unwrap();
-    ledger.wait_for("attempt 2's start", 20, |e| e.result_id == id && e.attempt == 2).await;
     ledger
-        .wait_for("attempt 1's end", 20, |e| e.result_id == id && e.attempt == 1 && e.event == "end")
+        .wait_for("attempt 2's start", 20, |e| {
+            e.result_id == id && e.attempt == 2
+        })
+        .await;
+    ledger
+        .wait_for("attempt 1's end", 20, |e| {
+            e.result_id == id && e.attempt == 1 && e.event == "end"
+        })
         .await;
     let done = wait_for_status(&db.pool, id, "SUCCESSFUL", 20).await;
     assert_eq!(
@@ -178,7 +224,10 @@ async fn an_outdated_attempt_outcome_is_discarded_when_the_worker_reclaims_its_o
         "only the second attempt's outcome is recorded: {done:?}"
     );
     assert!(
-        ledger.entries().iter().any(|e| e.result_id == id && e.attempt == 2 && e.event == "end"),
+        ledger
+            .entries()
+            .iter()
+            .any(|e| e.result_id == id && e.attempt == 2 && e.event == "end"),
         "recorded only once attempt 2 ended"
     );
     shutdown.stop.cancel();
@@ -195,7 +244,9 @@ pub async fn cluster_with_schema() -> Option<(Cluster, PgPool)> {
         }
     };
     let url = cluster.url("postgres");
-    wait_until_answers(&url, Duration::from_secs(30)).await.unwrap();
+    wait_until_answers(&url, Duration::from_secs(30))
+        .await
+        .unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&url)
@@ -221,10 +272,23 @@ pub async fn cluster_with_schema() -> Option<(Cluster, PgPool)> {
 async fn cluster_worker(
     url: &str,
     extra: &[&str],
-) -> (tokio::task::JoinHandle<reproq::runner::RunSummary>, reproq::shutdown::Shutdown) {
+) -> (
+    tokio::task::JoinHandle<reproq::runner::RunSummary>,
+    reproq::shutdown::Shutdown,
+) {
     let mut args = vec![
-        "--dsn", url, "--executor-module", LEDGER_EXECUTOR, "--allowed-task-modules", "tasks.",
-        "--poll-min-backoff", "10ms", "--poll-max-backoff", "50ms", "--worker-id", "fault-worker",
+        "--dsn",
+        url,
+        "--executor-module",
+        LEDGER_EXECUTOR,
+        "--allowed-task-modules",
+        "tasks.",
+        "--poll-min-backoff",
+        "10ms",
+        "--poll-max-backoff",
+        "50ms",
+        "--worker-id",
+        "fault-worker",
     ];
     args.extend_from_slice(extra);
     let config = reproq::cli::parse_worker_config(&args).unwrap();
@@ -233,9 +297,13 @@ async fn cluster_worker(
         statement_timeout: config.statement_timeout,
     };
     let dsn = config.dsn.clone();
-    let pool = reproq::db::connect(&dsn, 20, reproq::db::Plans::Generic, limits).await.unwrap();
+    let pool = reproq::db::connect(&dsn, 20, reproq::db::Plans::Generic, limits)
+        .await
+        .unwrap();
     let executor = reproq::executor::AnyExecutor::for_config(&config).unwrap();
-    let worker = reproq::runner::Worker::new(config, pool, executor).await.unwrap();
+    let worker = reproq::runner::Worker::new(config, pool, executor)
+        .await
+        .unwrap();
     let shutdown = reproq::shutdown::Shutdown::new();
     (tokio::spawn(worker.run(shutdown.clone())), shutdown)
 }
@@ -251,15 +319,21 @@ async fn an_outcome_finished_while_the_database_restarts_is_recorded_once_it_is_
     let ledger = Ledger::new();
     let id = insert(&pool, work(&ledger, 1.5)).await;
     let (handle, shutdown) = cluster_worker(&cluster.url("postgres"), &[]).await;
-    ledger.wait_for("the start", 20, |e| e.result_id == id).await;
+    ledger
+        .wait_for("the start", 20, |e| e.result_id == id)
+        .await;
     drop(pool);
     cluster.stop(StopMode::Immediate).unwrap();
-    ledger.wait_for("the end", 20, |e| e.result_id == id && e.event == "end").await;
+    ledger
+        .wait_for("the end", 20, |e| e.result_id == id && e.event == "end")
+        .await;
     // Down a little longer than the first retries.
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.start_server().unwrap();
     let url = cluster.url("postgres");
-    wait_until_answers(&url, Duration::from_secs(30)).await.unwrap();
+    wait_until_answers(&url, Duration::from_secs(30))
+        .await
+        .unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
     let done = wait_for_status(&pool, id, "SUCCESSFUL", 30).await;
     assert_eq!((done.attempts, done.return_json.as_deref()), (1, Some("1")));
@@ -293,8 +367,18 @@ impl WorkerProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reproq"))
             .arg("worker")
             .args([
-                "--dsn", url, "--executor-module", LEDGER_EXECUTOR, "--allowed-task-modules", "tasks.",
-                "--poll-min-backoff", "10ms", "--poll-max-backoff", "50ms", "--worker-id", worker_id,
+                "--dsn",
+                url,
+                "--executor-module",
+                LEDGER_EXECUTOR,
+                "--allowed-task-modules",
+                "tasks.",
+                "--poll-min-backoff",
+                "10ms",
+                "--poll-max-backoff",
+                "50ms",
+                "--worker-id",
+                worker_id,
             ])
             .args(extra)
             .env("REPROQ_LOG_FORMAT", "json")
@@ -338,7 +422,11 @@ impl WorkerProcess {
     pub async fn wait_for_log(&self, text: &str, seconds: u64) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while !self.log().contains(text) {
-            assert!(Instant::now() < deadline, "the log never said {text:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the log never said {text:?}:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -360,7 +448,11 @@ impl WorkerProcess {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("worker {} did not exit within {seconds} s:\n{}", self.pid(), self.log());
+                panic!(
+                    "worker {} did not exit within {seconds} s:\n{}",
+                    self.pid(),
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -375,12 +467,16 @@ async fn a_restart_under_the_same_worker_id_is_not_a_live_twin_but_a_second_proc
     let ledger = Ledger::new();
     let first_task = insert(&db.pool, work(&ledger, 60.0)).await;
     let first = WorkerProcess::start(&db.url, "systemd-worker", "first", &[]);
-    ledger.wait_for("the first worker's task", 20, |e| e.result_id == first_task).await;
+    ledger
+        .wait_for("the first worker's task", 20, |e| e.result_id == first_task)
+        .await;
     first.signal(Signal::SIGKILL);
     let _ = first.exit_within(10).await;
     // The restart: its predecessor's row is fresh, but the predecessor is dead.
     let restarted = WorkerProcess::start(&db.url, "systemd-worker", "restarted", &[]);
-    restarted.wait_for_log("Taking over the registration", 20).await;
+    restarted
+        .wait_for_log("Taking over the registration", 20)
+        .await;
     // A genuinely live twin alongside it.
     let twin = WorkerProcess::start(&db.url, "systemd-worker", "twin", &[]);
     twin.wait_for_log(TWIN_WARNING, 20).await;
@@ -404,9 +500,18 @@ async fn sigterm_with_a_frozen_database_exits_within_the_shutdown_timeout_plus_1
     let ledger = Ledger::new();
     let long = insert(&pool, work(&ledger, 60.0)).await;
     let quick = insert(&pool, work(&ledger, 0.5)).await;
-    let worker = WorkerProcess::start(&cluster.url("postgres"), "frozen-db", "w", &["--shutdown-timeout", "2s"]);
-    ledger.wait_for("the long task's start", 20, |e| e.result_id == long).await;
-    ledger.wait_for("the quick task's start", 20, |e| e.result_id == quick).await;
+    let worker = WorkerProcess::start(
+        &cluster.url("postgres"),
+        "frozen-db",
+        "w",
+        &["--shutdown-timeout", "2s"],
+    );
+    ledger
+        .wait_for("the long task's start", 20, |e| e.result_id == long)
+        .await;
+    ledger
+        .wait_for("the quick task's start", 20, |e| e.result_id == quick)
+        .await;
     cluster.signal_all(Signal::SIGSTOP);
     worker.signal(Signal::SIGTERM);
     let exited = tokio::spawn(worker.exit_within(2 + 15 + 10)).await;
@@ -424,7 +529,9 @@ async fn a_second_signal_kills_requeues_with_the_attempt_refunded_and_exits_at_o
     let ledger = Ledger::new();
     let id = insert(&db.pool, work(&ledger, 120.0)).await;
     let worker = WorkerProcess::start(&db.url, "second-signal", "w", &["--shutdown-timeout", "1h"]);
-    ledger.wait_for("the start", 20, |e| e.result_id == id).await;
+    ledger
+        .wait_for("the start", 20, |e| e.result_id == id)
+        .await;
     worker.signal(Signal::SIGTERM);
     worker.wait_for_log("Shutdown requested", 10).await;
     worker.signal(Signal::SIGTERM);

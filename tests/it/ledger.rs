@@ -23,7 +23,7 @@ pub struct Entry {
 
 /// A ledger file in a temporary directory the executor children may write to.
 pub struct Ledger {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     pub path: PathBuf,
 }
 
@@ -32,13 +32,16 @@ impl Ledger {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.txt");
         std::fs::write(&path, "").unwrap();
-        Ledger { _dir: dir, path }
+        Ledger {
+            _dir: Some(dir),
+            path,
+        }
     }
 
     /// A handle on an existing ledger (for another task of the same test).
     pub fn at(path: &str) -> Ledger {
         Ledger {
-            _dir: tempfile::tempdir().unwrap(),
+            _dir: None,
             path: PathBuf::from(path),
         }
     }
@@ -58,7 +61,11 @@ impl Ledger {
             if let Some(entry) = self.entries().into_iter().find(|e| pred(e)) {
                 return entry;
             }
-            assert!(Instant::now() < deadline, "ledger never showed {what}: {:?}", self.entries());
+            assert!(
+                Instant::now() < deadline,
+                "ledger never showed {what}: {:?}",
+                self.entries()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
