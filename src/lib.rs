@@ -15,8 +15,10 @@
 //!   warm runner (`pool/`); envelope parsing, capture caps, log files. No SQL.
 //! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.
 //! - `runner/`: the long-lived services: `dispatcher` (claim loop) → `pipeline` (one
-//!   task) → `completer` (batched success writes); `lease_keeper`, `maintenance`
-//!   (reclaimer, registry), `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//!   task) → `record` (outcome writes, retried until they land) and `completer`
+//!   (batched success writes); `lease_keeper`, `stall` (one-row writes that wait on a
+//!   lock), `identity` (the `worker_id` lock), `maintenance` (reclaimer, registry),
+//!   `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
 //! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.
 //! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
 //!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing

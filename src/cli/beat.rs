@@ -91,7 +91,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
 const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn connect(config: &BeatConfig) -> anyhow::Result<sqlx::PgPool> {
-    match db::connect(&config.dsn, 4, db::Plans::Auto).await {
+    match db::connect(&config.dsn, 4, db::Plans::Auto, db::Limits::default()).await {
         Ok(pool) => Ok(pool),
         Err(error) => {
             tracing::error!(error = %error, "Failed to open database");

@@ -59,7 +59,7 @@ impl ConnectArgs {
     /// As [`ConnectArgs::pool`].
     pub async fn pool_with(&self, plans: crate::db::Plans) -> anyhow::Result<PgPool> {
         let dsn = self.dsn()?;
-        crate::db::connect(&dsn, 4, plans)
+        crate::db::connect(&dsn, 4, plans, crate::db::Limits::NONE)
             .await
             .context("connecting to the database")
     }

@@ -109,7 +109,13 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .subcommand()
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
-    let outcome = runtime().and_then(|rt| rt.block_on(dispatch(cli.command, sub_matches)));
+    let outcome = runtime().and_then(|rt| {
+        let outcome = rt.block_on(dispatch(cli.command, sub_matches));
+        // Blocking threads still reading a dead child's pipes or resolving a frozen
+        // server's name must not hold the exit (a plain drop would wait for them).
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        outcome
+    });
     match outcome {
         Ok(code) => code,
         Err(error) => {

@@ -87,9 +87,18 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
             "Payload mode inline exposes payload in process args; prefer stdin or file"
         );
     }
-    let pool = db::connect(&config.dsn, config.db_max_connections, db::Plans::Generic)
-        .await
-        .context("opening the database")?;
+    let limits = db::Limits {
+        lock_timeout: config.lock_timeout,
+        statement_timeout: config.statement_timeout,
+    };
+    let pool = db::connect(
+        &config.dsn,
+        config.db_max_connections,
+        db::Plans::Generic,
+        limits,
+    )
+    .await
+    .context("opening the database")?;
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
@@ -101,9 +110,11 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         .context("inspecting the schema")?
         .with_observer(services.observer.clone());
     let summary = worker.run(shutdown.clone()).await;
-    services.stop().await;
+    // Bounded: a frozen database must not keep the process alive (README "Failure modes").
+    let bound = std::time::Duration::from_secs(1);
+    let _ = tokio::time::timeout(bound, services.stop()).await;
     signals.abort();
-    pool.close().await;
+    let _ = tokio::time::timeout(bound, pool.close()).await;
     tracing::info!(reason = ?summary.reason, "Exiting");
     Ok(ExitCode::SUCCESS)
 }
@@ -138,7 +149,14 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
         );
     }
     check_http(&config).await;
-    match crate::db::connect(&config.dsn, 1, crate::db::Plans::Auto).await {
+    match crate::db::connect(
+        &config.dsn,
+        1,
+        crate::db::Plans::Auto,
+        crate::db::Limits::NONE,
+    )
+    .await
+    {
         Ok(_) => {
             println!("database: ok ({})", config.dsn);
             println!("configuration is valid");

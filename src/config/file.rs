@@ -43,6 +43,8 @@ const WORKER_KEYS: &[&str] = &[
     "exec_timeout",
     "max_attempts_default",
     "shutdown_timeout",
+    "lock_timeout",
+    "statement_timeout",
     "priority_aging_factor",
     "env_scrub",
     "executor_mode",

@@ -18,6 +18,12 @@ use super::{ConfigError, DSN_REQUIRED, Dsn, duration, split_list};
 
 /// The default queue list.
 pub const DEFAULT_QUEUE: &str = "default";
+/// Default session `lock_timeout`: a write blocked by another session's row lock gives
+/// up after this and is retried (so a stall is seen and logged, and never hangs a
+/// connection for good).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default session `statement_timeout`: no statement of the worker runs longer.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The built-in allow-list used when none is configured (spec §6.8).
 pub const DEFAULT_ALLOWED_MODULES: &[&str] = &["myapp.tasks.", "tasks."];
 
@@ -75,6 +81,12 @@ pub struct WorkerFlags {
     /// How long a graceful stop waits for running tasks (Go duration) [default: 30s]
     #[arg(long, value_parser = values::go_duration)]
     pub shutdown_timeout: Option<Duration>,
+    /// Longest wait of one statement for a row lock another session holds; 0 disables (Go duration) [default: 5s]
+    #[arg(long, value_parser = values::go_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// Longest run of one statement; 0 disables (Go duration) [default: 30s]
+    #[arg(long, value_parser = values::go_duration)]
+    pub statement_timeout: Option<Duration>,
     /// Shortest idle sleep between polls (Go duration) [default: 100ms]
     #[arg(long, value_parser = values::go_duration)]
     pub poll_min_backoff: Option<Duration>,
@@ -220,6 +232,11 @@ pub struct WorkerConfig {
     pub max_attempts_default: i32,
     /// How long a graceful stop waits for running tasks.
     pub shutdown_timeout: Duration,
+    /// Session `lock_timeout` of the worker's connections (zero: none). A write that
+    /// runs into it is retried; see README "Failure modes".
+    pub lock_timeout: Duration,
+    /// Session `statement_timeout` of the worker's connections (zero: none).
+    pub statement_timeout: Duration,
     /// Seconds of waiting worth one priority point; 0 disables aging.
     pub priority_aging_factor: f64,
     /// Environment variables removed from executor children (opt-in).
@@ -420,6 +437,22 @@ impl WorkerConfig {
             section,
             Duration::from_secs(30),
         );
+        let lock_timeout = pick_duration(
+            &mut layers,
+            "worker.lock_timeout",
+            "lock_timeout",
+            flags.lock_timeout,
+            section,
+            DEFAULT_LOCK_TIMEOUT,
+        );
+        let statement_timeout = pick_duration(
+            &mut layers,
+            "worker.statement_timeout",
+            "statement_timeout",
+            flags.statement_timeout,
+            section,
+            DEFAULT_STATEMENT_TIMEOUT,
+        );
         let priority_aging_factor = layers.pick(
             "worker.priority_aging_factor",
             Some("priority_aging_factor"),
@@ -579,6 +612,8 @@ impl WorkerConfig {
                 exec_timeout,
                 max_attempts_default,
                 shutdown_timeout,
+                lock_timeout,
+                statement_timeout,
                 priority_aging_factor,
                 env_scrub,
                 executor_mode,

@@ -31,8 +31,13 @@ pub enum DbError {
 ///
 /// # Errors
 /// [`DbError`] when the DSN is unusable or the server does not answer.
-pub async fn connect(dsn: &Dsn, max_connections: u32, plans: Plans) -> Result<PgPool, DbError> {
-    let options = connect_options(dsn, plans)?;
+pub async fn connect(
+    dsn: &Dsn,
+    max_connections: u32,
+    plans: Plans,
+    limits: Limits,
+) -> Result<PgPool, DbError> {
+    let options = connect_options(dsn, plans)?.options(limits.session_settings());
     let mut first = tokio::time::timeout(
         Duration::from_secs(10),
         PgConnection::connect_with(&options),
@@ -97,6 +102,44 @@ impl Plans {
             Plans::Generic => "force_generic_plan",
         };
         [("jit", "off"), ("plan_cache_mode", mode)]
+    }
+}
+
+/// Session bounds on every statement (`lock_timeout`, `statement_timeout`; zero: none),
+/// so no statement of the worker or beat waits for good on a lock or a stuck plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a lock another session holds.
+    pub lock_timeout: Duration,
+    /// Longest run of one statement.
+    pub statement_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            lock_timeout: crate::config::worker::DEFAULT_LOCK_TIMEOUT,
+            statement_timeout: crate::config::worker::DEFAULT_STATEMENT_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// No bounds (migrations and one-off admin commands, which may run long).
+    pub const NONE: Limits = Limits {
+        lock_timeout: Duration::ZERO,
+        statement_timeout: Duration::ZERO,
+    };
+
+    /// The session settings, in milliseconds.
+    pub fn session_settings(self) -> [(&'static str, String); 2] {
+        [
+            ("lock_timeout", self.lock_timeout.as_millis().to_string()),
+            (
+                "statement_timeout",
+                self.statement_timeout.as_millis().to_string(),
+            ),
+        ]
     }
 }
 

@@ -24,4 +24,5 @@ returning t.result_id,
           t.cancel_requested,
           coalesce(t.expires_at <= now(), false) as expired,
           t.enqueued_at,
-          t.expires_at
+          t.expires_at,
+          t.last_attempted_at as claimed_at

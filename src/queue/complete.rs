@@ -1,15 +1,19 @@
 //! Recording an attempt's outcome under the lease (spec §4.6–4.7): fenced on
-//! `leased_by` and `RUNNING`, in one transaction with the workflow bookkeeping.
+//! `leased_by`, `RUNNING` and the attempt ([`Lease`]), in one transaction with the
+//! workflow bookkeeping. The fence decides, not the clock: a row still RUNNING under
+//! this worker and this attempt is ours even past `leased_until` (the reclaimer skips
+//! locked rows, so a write waiting on a row lock lands before any reclaimer can take it).
 //! The executor owns `metadata_json`; nothing here touches it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::error_object::TaskError;
-use super::task::{Lease, TaskId};
+use super::task::{Attempt, Lease, TaskId};
 use super::workflow;
 
 /// `complete_success.sql` with its chain-successor fragment filled in.
@@ -69,28 +73,28 @@ pub enum CompleteError {
 /// # Errors
 /// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
 pub async fn complete(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     lease: &Lease,
     outcome: &Outcome,
     logs_uri: Option<&str>,
 ) -> Result<u64, CompleteError> {
     match outcome {
         Outcome::Success { return_json } => {
-            complete_success(pool, lease, return_json.as_deref(), logs_uri)
+            complete_success(conn, lease, return_json.as_deref(), logs_uri)
                 .await
                 .map(|_| 0)
         }
         Outcome::Retry { error, delay } => {
             let updated = fail_statement(lease, true, error, delay.as_secs_f64(), logs_uri)
-                .execute(pool)
+                .fetch_optional(&mut *conn)
                 .await?;
-            if updated.rows_affected() == 0 {
+            if updated.is_none() {
                 return Err(CompleteError::LeaseLost(lease.id));
             }
             Ok(0)
         }
         Outcome::Fail { error } => {
-            let mut tx = pool.begin().await?;
+            let mut tx = conn.begin().await?;
             let workflow_id: Option<Option<Uuid>> =
                 fail_statement(lease, false, error, 0.0, logs_uri)
                     .fetch_optional(&mut *tx)
@@ -119,32 +123,47 @@ pub struct PendingSuccess {
     pub logs_uri: Option<String>,
 }
 
-/// Records several successes in one statement and returns the ids it completed. Ids
+/// Records several successes in one statement and returns the attempts it completed. Ids
 /// missing from the result either belong to a workflow (record them with [`complete`],
-/// which does the chord bookkeeping) or lost their lease.
+/// which does the chord bookkeeping), lost their lease, or are locked by another
+/// transaction right now: the statement skips locked rows instead of waiting on them,
+/// so one locked row never holds up the others (record those with [`complete`], which
+/// waits on its own row).
 ///
 /// # Errors
 /// Database errors; nothing is written then.
 pub async fn complete_successes(
     pool: &PgPool,
     pending: &[PendingSuccess],
-) -> Result<Vec<TaskId>, sqlx::Error> {
+) -> Result<Vec<Attempt>, sqlx::Error> {
     let ids: Vec<TaskId> = pending.iter().map(|p| p.lease.id).collect();
     let workers: Vec<&str> = pending.iter().map(|p| p.lease.worker_id.as_str()).collect();
+    let attempts: Vec<i32> = pending.iter().map(|p| p.lease.attempt).collect();
+    let claimed_at: Vec<DateTime<Utc>> = pending.iter().map(|p| p.lease.claimed_at).collect();
     let returns: Vec<Option<&str>> = pending.iter().map(|p| p.return_json.as_deref()).collect();
     let logs: Vec<Option<&str>> = pending.iter().map(|p| p.logs_uri.as_deref()).collect();
-    sqlx::query_scalar(COMPLETE_BATCH_SQL.as_str())
+    let rows: Vec<(TaskId, i32, DateTime<Utc>)> = sqlx::query_as(COMPLETE_BATCH_SQL.as_str())
         .bind(&ids)
         .bind(&workers)
         .bind(&returns)
         .bind(&logs)
+        .bind(&attempts)
+        .bind(&claimed_at)
         .fetch_all(pool)
-        .await
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, number, claimed_at)| Attempt {
+            id,
+            number,
+            claimed_at,
+        })
+        .collect())
 }
 
 /// Records a success and its workflow effects in one atomic statement (one round trip).
 async fn complete_success(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     lease: &Lease,
     return_json: Option<&str>,
     logs_uri: Option<&str>,
@@ -154,7 +173,9 @@ async fn complete_success(
         .bind(&lease.worker_id)
         .bind(return_json)
         .bind(logs_uri)
-        .fetch_one(pool)
+        .bind(lease.attempt)
+        .bind(lease.claimed_at)
+        .fetch_one(conn)
         .await?;
     if completed == 0 {
         return Err(CompleteError::LeaseLost(lease.id));
@@ -181,6 +202,7 @@ fn fail_statement<'q>(
              leased_until = null, leased_by = null,
              logs_uri = coalesce($7::text, logs_uri), updated_at = now()
            where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+             and attempts = $8::int4 and last_attempted_at = $9::timestamptz
            returning workflow_id"#,
     )
     .bind(lease.id)
@@ -190,6 +212,8 @@ fn fail_statement<'q>(
     .bind(delay)
     .bind(error.summary())
     .bind(logs_uri)
+    .bind(lease.attempt)
+    .bind(lease.claimed_at)
 }
 
 /// Puts a task interrupted by shutdown back to READY and refunds its attempt, so a
@@ -197,15 +221,21 @@ fn fail_statement<'q>(
 ///
 /// # Errors
 /// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
-pub async fn requeue_interrupted(pool: &PgPool, lease: &Lease) -> Result<(), CompleteError> {
+pub async fn requeue_interrupted(
+    conn: &mut PgConnection,
+    lease: &Lease,
+) -> Result<(), CompleteError> {
     let updated = sqlx::query(
         r#"update task_runs set status = 'READY', attempts = greatest(attempts - 1, 0),
              leased_until = null, leased_by = null, updated_at = now()
-           where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'"#,
+           where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+             and attempts = $3::int4 and last_attempted_at = $4::timestamptz"#,
     )
     .bind(lease.id)
     .bind(&lease.worker_id)
-    .execute(pool)
+    .bind(lease.attempt)
+    .bind(lease.claimed_at)
+    .execute(conn)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(CompleteError::LeaseLost(lease.id));

@@ -3,12 +3,14 @@
 -- when the last member succeeds, mark the workflow done when the callback succeeds).
 -- The sub-statements touch disjoint rows, so one snapshot serves them all. Queues that
 -- gained runnable rows are notified on channel `reproq_tasks`.
--- $1 result_id, $2 worker_id, $3 return JSON text (NULL: no return key), $4 logs path.
+-- $1 result_id, $2 worker_id, $3 return JSON text (NULL: no return key), $4 logs path,
+-- $5 attempts and $6 last_attempted_at as claimed (the attempt fence).
 with done as (
     update task_runs set status = 'SUCCESSFUL', finished_at = now(), return_json = $3::text::jsonb,
         last_error = null, failed_at = null, leased_until = null, leased_by = null,
         logs_uri = coalesce($4::text, logs_uri), updated_at = now()
     where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+      and attempts = $5::int4 and last_attempted_at = $6::timestamptz
     returning result_id, workflow_id
 ), successors as (
 {release_successors}

@@ -1,7 +1,7 @@
 //! The `reproq_workers` registry (spec §5.3, contract §4.13).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 
 /// What a worker says about itself.
 #[derive(Debug, Clone)]
@@ -94,4 +94,20 @@ pub async fn deregister(
             .execute(db)
             .await?;
     Ok(deleted.rows_affected() > 0)
+}
+
+/// Takes the session-level advisory lock that marks `worker_id` as held by a live
+/// reproq process (released by the server when that session ends, so a killed
+/// process's lock is gone as soon as the server notices the closed connection).
+/// False when another live session holds it: a genuinely live twin.
+///
+/// # Errors
+/// Database errors.
+pub async fn hold_identity(conn: &mut PgConnection, worker_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select pg_try_advisory_lock(hashtextextended('reproq:worker:' || $1::text, 0))",
+    )
+    .bind(worker_id)
+    .fetch_one(conn)
+    .await
 }

@@ -45,6 +45,10 @@ pub struct ClaimedTask {
     pub enqueued_at: DateTime<Utc>,
     /// `expires_at`, if any.
     pub expires_at: Option<DateTime<Utc>>,
+    /// `last_attempted_at` as this claim set it: with `attempts`, it tells this attempt
+    /// apart from any later claim of the same row (an operator's requeue may reset
+    /// `attempts`, so the number alone could repeat).
+    pub claimed_at: DateTime<Utc>,
     /// When the claim statement was sent (monotonic clock; set by the claimer). The
     /// lease cannot end before this instant plus the lease length, whatever the wall
     /// clocks of worker and database say.
@@ -52,7 +56,34 @@ pub struct ClaimedTask {
     pub claim_sent_at: Option<std::time::Instant>,
 }
 
+/// One claim of one task: the key of the running-task registry, and with the worker id
+/// the fence of every write after the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    /// The task.
+    pub id: TaskId,
+    /// `attempts` as the claim set it.
+    pub number: i32,
+    /// `last_attempted_at` as the claim set it.
+    pub claimed_at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (attempt {})", self.id, self.number)
+    }
+}
+
 impl ClaimedTask {
+    /// This claim's [`Attempt`].
+    pub fn attempt(&self) -> Attempt {
+        Attempt {
+            id: self.id,
+            number: self.attempts,
+            claimed_at: self.claimed_at,
+        }
+    }
+
     /// The row's `task_path`, else the spec's (spec §5.2 step 1). A spec nested deeper
     /// than [`MAX_DEPTH`] is invalid whatever its path: the executor's `json.loads` could
     /// not read it (Python stops just below 1000 levels), so it fails once, as
@@ -79,11 +110,38 @@ impl ClaimedTask {
     }
 }
 
-/// Who holds a task: every write after the claim is fenced on this pair.
+/// Who holds a task: every write after the claim (renew, complete, fail, requeue) is
+/// fenced on `leased_by`, `status = 'RUNNING'` and the attempt, so an outdated
+/// attempt's write never lands on a later claim of the same row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The task.
     pub id: TaskId,
     /// `leased_by`.
     pub worker_id: String,
+    /// `attempts` as claimed.
+    pub attempt: i32,
+    /// `last_attempted_at` as claimed.
+    pub claimed_at: DateTime<Utc>,
+}
+
+impl Lease {
+    /// The lease of `attempt` held by `worker_id`.
+    pub fn new(attempt: Attempt, worker_id: &str) -> Lease {
+        Lease {
+            id: attempt.id,
+            worker_id: worker_id.to_owned(),
+            attempt: attempt.number,
+            claimed_at: attempt.claimed_at,
+        }
+    }
+
+    /// The attempt this lease fences.
+    pub fn key(&self) -> Attempt {
+        Attempt {
+            id: self.id,
+            number: self.attempt,
+            claimed_at: self.claimed_at,
+        }
+    }
 }

@@ -1,21 +1,32 @@
 //! Batches success completions: pipelines hand their successes to one service, which
 //! records everything that arrived meanwhile in a single statement. Under load this
 //! turns one write per task into one per batch; when idle, a batch is one task and
-//! nothing waits. Tasks in a workflow, and anything the batch did not complete, take
-//! the one-by-one path, which also tells a lost lease apart.
+//! nothing waits. The statement skips rows another session has locked, so a locked
+//! row never holds up the batch. Whatever the batch did not record (a workflow
+//! member, a locked row, a lost lease, or a failed statement) is answered
+//! [`Batched::NotRecorded`], and the pipeline writes it on its own: that write waits on
+//! its own row, does the chord bookkeeping, tells a lost lease apart, and is retried.
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::queue::complete::{self, CompleteError, PendingSuccess};
-use crate::queue::{Lease, Outcome};
+use crate::queue::complete::{self, PendingSuccess};
 
 /// Most successes written by one statement.
 pub const MAX_BATCH: usize = 256;
 
+/// What the batch did with one success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batched {
+    /// Recorded.
+    Recorded,
+    /// Not recorded: write it one by one.
+    NotRecorded,
+}
+
 struct Job {
     success: PendingSuccess,
-    reply: oneshot::Sender<Result<(), CompleteError>>,
+    reply: oneshot::Sender<Batched>,
 }
 
 /// The handle pipelines use.
@@ -37,19 +48,13 @@ impl Completer {
         (Completer { jobs }, tokio::spawn(run(pool, queue)))
     }
 
-    /// Records a success (batched with others arriving at the same time).
-    ///
-    /// # Errors
-    /// [`CompleteError::LeaseLost`] when the fence does not match; database errors.
-    pub async fn success(&self, success: PendingSuccess) -> Result<(), CompleteError> {
+    /// Offers a success to the next batch.
+    pub async fn success(&self, success: PendingSuccess) -> Batched {
         let (reply, answer) = oneshot::channel();
-        let lease = success.lease.clone();
         if self.jobs.send(Job { success, reply }).await.is_err() {
-            return Err(CompleteError::LeaseLost(lease.id));
+            return Batched::NotRecorded;
         }
-        answer
-            .await
-            .unwrap_or(Err(CompleteError::LeaseLost(lease.id)))
+        answer.await.unwrap_or(Batched::NotRecorded)
     }
 }
 
@@ -57,36 +62,20 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let pending: Vec<PendingSuccess> = batch.iter().map(|job| job.success.clone()).collect();
-        let completed = complete::complete_successes(&pool, &pending)
-            .await
-            .unwrap_or_default();
-        for job in batch.drain(..) {
-            if completed.contains(&job.success.lease.id) {
-                let _ = job.reply.send(Ok(()));
-            } else {
-                // A workflow member, a lost lease, or a failed batch: one by one.
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let PendingSuccess {
-                        lease,
-                        return_json,
-                        logs_uri,
-                    } = job.success;
-                    let result = one_by_one(&pool, &lease, return_json, logs_uri.as_deref()).await;
-                    let _ = job.reply.send(result);
-                });
+        let completed = match complete::complete_successes(&pool, &pending).await {
+            Ok(completed) => completed,
+            Err(error) => {
+                tracing::debug!(error = %error, count = batch.len(), "batched success write failed; writing one by one");
+                Vec::new()
             }
+        };
+        for job in batch.drain(..) {
+            let answer = if completed.contains(&job.success.lease.key()) {
+                Batched::Recorded
+            } else {
+                Batched::NotRecorded
+            };
+            let _ = job.reply.send(answer);
         }
     }
-}
-
-async fn one_by_one(
-    pool: &PgPool,
-    lease: &Lease,
-    return_json: Option<String>,
-    logs_uri: Option<&str>,
-) -> Result<(), CompleteError> {
-    complete::complete(pool, lease, &Outcome::Success { return_json }, logs_uri)
-        .await
-        .map(|_| ())
 }

@@ -17,6 +17,14 @@ use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
 
 /// Most rows taken in one claim.
 pub const MAX_CLAIM_BATCH: usize = 16;
+/// Most claimed tasks a worker holds whose outcome is not recorded yet (running, or
+/// finished with the write pending), unless the concurrency is larger: while outcome
+/// writes are stalled (a frozen or locked database), the worker stops claiming instead
+/// of running ever more tasks whose outcomes it cannot record, so a worker killed at
+/// such a moment loses at most this many finished outcomes.
+pub const MAX_UNRECORDED: usize = 50;
+/// How long a claim in flight may hold up a stop.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(2);
 /// How long a busy worker waits for more free slots before claiming for one.
 pub const CLAIM_COALESCE: Duration = Duration::from_millis(2);
 
@@ -65,6 +73,7 @@ impl<E: Executor> Dispatcher<E> {
     ) -> StopReason {
         let config = &self.pipeline.config;
         let slots = Arc::new(Semaphore::new(config.concurrency.get()));
+        let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED.max(config.concurrency.get())));
         let mut next_queue = 0_usize;
         let mut last_claim_found_work = false;
         loop {
@@ -95,6 +104,11 @@ impl<E: Executor> Dispatcher<E> {
                 }
                 continue;
             }
+            let first_unrecorded = tokio::select! {
+                permit = unrecorded.clone().acquire_owned() => permit.expect("the backlog semaphore is never closed"),
+                Some(done) = tasks.join_next() => { count(stats, done); continue; }
+                () = stop.cancelled() => return StopReason::Requested,
+            };
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }
@@ -105,41 +119,64 @@ impl<E: Executor> Dispatcher<E> {
                 // claim fills several (fewer statements per task when CPU is the limit).
                 tokio::time::sleep(CLAIM_COALESCE).await;
             }
-            let mut batch = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
+            let mut batch = (1 + slots.available_permits())
+                .min(1 + unrecorded.available_permits())
+                .min(MAX_CLAIM_BATCH);
             if let Some(remaining) = remaining {
                 batch = batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
             }
-            let polled = self.poll(&mut next_queue, batch).await;
+            // A claim in flight when a stop comes may finish (its rows then run and
+            // drain), but not hold the stop for longer than CLAIM_GRACE: against a
+            // frozen database it would never answer (those rows, if the claim landed,
+            // are reclaimed once their lease expires).
+            let polled = tokio::select! {
+                polled = self.poll(&mut next_queue, batch) => polled,
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(CLAIM_GRACE).await;
+                } => {
+                    tracing::warn!("Claim did not answer after the stop; abandoning it");
+                    return StopReason::Requested;
+                }
+            };
             last_claim_found_work = matches!(&polled, Ok(claimed) if !claimed.is_empty());
             match polled {
                 Ok(claimed) if !claimed.is_empty() => {
                     stats.claimed += claimed.len() as u64;
-                    let mut permits = vec![first];
+                    let mut permits = vec![(first, first_unrecorded)];
                     while permits.len() < claimed.len() {
-                        permits.push(
+                        permits.push((
                             slots
                                 .clone()
                                 .try_acquire_owned()
                                 .expect("free slots were counted before the claim"),
-                        );
+                            unrecorded
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("free backlog permits were counted before the claim"),
+                        ));
                     }
-                    for (task, permit) in claimed.into_iter().zip(permits) {
+                    for (task, (permit, backlog)) in claimed.into_iter().zip(permits) {
                         let pipeline = self.pipeline.clone();
                         tasks.spawn(
-                            async move { pipeline.run(task, permit).await }
-                                .instrument(tracing::Span::current()),
+                            async move {
+                                let report = pipeline.run(task, permit).await;
+                                drop(backlog);
+                                report
+                            }
+                            .instrument(tracing::Span::current()),
                         );
                     }
                 }
                 Ok(_) => {
-                    drop(first);
+                    drop((first, first_unrecorded));
                     if config.burst && tasks.is_empty() {
                         return StopReason::Drained;
                     }
                     self.idle(stop, tasks, stats).await;
                 }
                 Err(error) => {
-                    drop(first);
+                    drop((first, first_unrecorded));
                     tracing::error!(error = %error, "Polling error");
                     self.idle(stop, tasks, stats).await;
                 }

@@ -5,12 +5,15 @@
 pub mod beat;
 pub mod completer;
 pub mod dispatcher;
+pub mod identity;
 pub mod lease_keeper;
 pub mod maintenance;
 pub mod memory_log;
 pub mod observer;
 pub mod pipeline;
+pub mod record;
 pub mod running;
+pub mod stall;
 pub mod wake;
 
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
 use lease_keeper::LeaseKeeper;
 use observer::Observer;
-use pipeline::{COMPLETION_DEADLINE, Pipeline};
+use pipeline::Pipeline;
 use running::Running;
 
 /// How a worker run ended.
@@ -129,12 +132,14 @@ impl<E: Executor> Worker<E> {
             ));
         }
         let (completer, completer_task) = Completer::start(self.pool.clone());
+        let give_up = CancellationToken::new();
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             pool: self.pool.clone(),
             executor: self.executor.clone(),
             running: running.clone(),
             abort: shutdown.abort.clone(),
+            give_up: give_up.clone(),
             completer,
             observer,
         });
@@ -146,22 +151,54 @@ impl<E: Executor> Worker<E> {
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
-        drain(&mut tasks, &mut stats, &shutdown, config.shutdown_timeout).await;
-        // Drop the last completer handles (pipelines still running past the drain bound are
-        // aborted): the completer then finishes its queue and ends.
+        let hard_deadline = drain(
+            &mut tasks,
+            &mut stats,
+            &shutdown,
+            &give_up,
+            config.shutdown_timeout,
+        )
+        .await;
+        // From here on everything is bounded by `hard_deadline`, a frozen database included.
         drop(tasks);
         drop(dispatcher);
-        let _ = completer_task.await;
+        if tokio::time::timeout_at(hard_deadline, completer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Success batcher did not finish before the shutdown deadline");
+        }
         services.cancel();
-        while background.join_next().await.is_some() {}
-        self.executor.close().await;
+        if tokio::time::timeout_at(hard_deadline, async {
+            while background.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            background.abort_all();
+        }
+        if tokio::time::timeout_at(hard_deadline, self.executor.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Executor did not close before the shutdown deadline");
+        }
         let registered_at = *registered_at.borrow();
         if let Some(started_at) = registered_at {
             // The heartbeat has stopped, so nothing re-creates the row after this.
-            if let Err(error) =
-                registry::deregister(&self.pool, &config.worker_id, started_at).await
+            let deadline = hard_deadline.max(tokio::time::Instant::now() + DEREGISTER_TIMEOUT);
+            match tokio::time::timeout_at(
+                deadline,
+                registry::deregister(&self.pool, &config.worker_id, started_at),
+            )
+            .await
             {
-                tracing::warn!(error = %error, "Failed to deregister worker");
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(error = %error, "Failed to deregister worker"),
+                Err(_) => tracing::warn!(
+                    error = "the database did not answer in time",
+                    "Failed to deregister worker"
+                ),
             }
         }
         tracing::info!(
@@ -190,13 +227,29 @@ impl<E: Executor> Worker<E> {
             queues: config.queues.clone(),
             version: crate::VERSION.to_owned(),
         };
+        let identity = identity::take(&self.pool, &config.worker_id).await;
         if let Ok(Some(twin)) = registry::live_twin(&self.pool, &config.worker_id, 90.0).await {
-            tracing::warn!(
-                worker_id = %config.worker_id, other_hostname = twin.hostname.as_deref().unwrap_or(""),
-                last_seen_at = %twin.last_seen_at,
-                "Another live worker uses this worker_id; lease fencing cannot tell them apart"
-            );
+            let same_host = twin.hostname.as_deref() == Some(info.hostname.as_str());
+            if identity.free == Some(true) && same_host {
+                // Seen lately, but its session (and lock) is gone: our own predecessor.
+                tracing::info!(
+                    worker_id = %config.worker_id, last_seen_at = %twin.last_seen_at,
+                    "Taking over the registration of this worker_id's previous process, which has stopped"
+                );
+            } else {
+                tracing::warn!(
+                    worker_id = %config.worker_id, other_hostname = twin.hostname.as_deref().unwrap_or(""),
+                    last_seen_at = %twin.last_seen_at,
+                    "Another live worker uses this worker_id; lease fencing cannot tell them apart"
+                );
+            }
         }
+        background.spawn(identity::keep(
+            self.pool.clone(),
+            config.worker_id.clone(),
+            identity,
+            services.clone(),
+        ));
         let started_at = match registry::upsert(&self.pool, &info, true).await {
             Ok(started_at) => Some(started_at),
             Err(error) => {
@@ -229,14 +282,29 @@ async fn sample_pool<E: Executor>(executor: Arc<E>, observer: Observer, done: Ca
     }
 }
 
+/// How long after the drain ends (shutdown timeout reached, or a second signal) the
+/// killed tasks' requeues, unrecorded outcomes and the services' own stops may take in
+/// all; past it they are abandoned (and logged), so a worker whose database is frozen
+/// still exits within `shutdown_timeout` + 15 s: a claim in flight
+/// ([`dispatcher::CLAIM_GRACE`]) + this + [`DEREGISTER_TIMEOUT`] + the command's own
+/// bounded stops (HTTP services, pool close, runtime: 1 s each).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// After a second signal: kill, requeue where the database answers at once, exit.
+pub const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait for the clean stop's deregistration.
+pub const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Lets running tasks finish for up to `timeout`, then aborts them (their pipelines
-/// requeue them with the attempt refunded) and waits for those writes.
+/// requeue them with the attempt refunded) and waits for those writes until a hard
+/// deadline, which it returns (outcome writes still retrying are told to `give_up`
+/// there). A second signal (`abort`) ends the wait at once and shortens the deadline.
 async fn drain(
     tasks: &mut JoinSet<pipeline::TaskReport>,
     stats: &mut DispatchStats,
     shutdown: &Shutdown,
+    give_up: &CancellationToken,
     timeout: Duration,
-) {
+) -> tokio::time::Instant {
     let finish_all = async {
         while let Some(done) = tasks.join_next().await {
             dispatcher::count(stats, done);
@@ -247,8 +315,15 @@ async fn drain(
         () = tokio::time::sleep(timeout) => false,
         () = shutdown.abort.cancelled() => false,
     };
+    let forced = shutdown.abort.is_cancelled();
+    let grace = if forced {
+        TERM_GRACE + ABORT_GRACE
+    } else {
+        SHUTDOWN_GRACE
+    };
+    let hard_deadline = tokio::time::Instant::now() + grace;
     if in_time {
-        return;
+        return hard_deadline;
     }
     if !tasks.is_empty() {
         tracing::warn!(
@@ -257,11 +332,34 @@ async fn drain(
         );
     }
     shutdown.abort.cancel();
-    let bound = TERM_GRACE + COMPLETION_DEADLINE + Duration::from_secs(5);
-    let _ = tokio::time::timeout(bound, async {
+    // Outcome writes stop retrying a little before the hard deadline, so their
+    // pipelines can still report.
+    let give_up_at = hard_deadline - Duration::from_secs(1);
+    if join_until(tasks, stats, give_up_at).await {
+        return hard_deadline;
+    }
+    give_up.cancel();
+    if !join_until(tasks, stats, hard_deadline).await {
+        tracing::error!(
+            pending = tasks.len(),
+            "Shutdown deadline reached; abandoning tasks that could not be recorded"
+        );
+        tasks.abort_all();
+    }
+    hard_deadline
+}
+
+/// Collects finished pipelines until none is left (true) or `deadline` (false).
+async fn join_until(
+    tasks: &mut JoinSet<pipeline::TaskReport>,
+    stats: &mut DispatchStats,
+    deadline: tokio::time::Instant,
+) -> bool {
+    tokio::time::timeout_at(deadline, async {
         while let Some(done) = tasks.join_next().await {
             dispatcher::count(stats, done);
         }
     })
-    .await;
+    .await
+    .is_ok()
 }

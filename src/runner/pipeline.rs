@@ -1,7 +1,9 @@
 //! One claimed task from start to recorded outcome (spec §5.2): resolve and check the
 //! task path, run the executor under the lease, decide the outcome from the worker's
 //! own view first (cancelled, lease lost, shutdown, timeout) and the envelope second,
-//! and write it with a deadline independent of shutdown.
+//! and record it ([`super::record`]: retried until it lands, the fence says the row is
+//! no longer ours, or the shutdown deadline passes). The outcome's log line is written
+//! once the outcome is recorded, never before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +21,7 @@ use crate::executor::{
     Ending, ExecError, ExecOutput, ExecRequest, Executor, allowlist, envelope, logs,
 };
 use crate::queue::backoff::{INFRA_RETRY_DELAY, app_error_delay};
-use crate::queue::complete::{self, CompleteError, PendingSuccess};
-use crate::queue::{ClaimedTask, ErrorKind, Lease, Outcome, TaskError};
-
-/// Deadline for writing an outcome, independent of shutdown.
-pub const COMPLETION_DEADLINE: Duration = Duration::from_secs(10);
+use crate::queue::{ClaimedTask, Lease, Outcome, TaskError};
 
 /// What happened to one task, for the dispatcher's bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +46,9 @@ pub struct Pipeline<E> {
     pub running: Arc<Running>,
     /// Fires when running tasks must be killed.
     pub abort: CancellationToken,
+    /// Fires at the shutdown's hard deadline: outcome writes still being retried are
+    /// abandoned then.
+    pub give_up: CancellationToken,
     /// Records successes in batches.
     pub completer: Completer,
     /// Metrics and events.
@@ -65,56 +66,50 @@ impl<E: Executor> Pipeline<E> {
     }
 
     async fn run_in_span(&self, task: ClaimedTask, slot: OwnedSemaphorePermit) -> TaskReport {
-        let lease = Lease {
-            id: task.id,
-            worker_id: self.config.worker_id.clone(),
-        };
+        let lease = Lease::new(task.attempt(), &self.config.worker_id);
         let task_path = match task.resolved_task_path() {
             Ok(path) => path,
             Err(message) => {
                 drop(slot);
-                tracing::error!(error = %message, "Invalid task spec");
+                let outcome = Outcome::Fail {
+                    error: TaskError::invalid_spec(&message),
+                };
                 return self
-                    .record(
-                        &task,
-                        &lease,
-                        &Outcome::Fail {
-                            error: TaskError::invalid_spec(&message),
-                        },
-                        None,
-                    )
+                    .record(&task, &lease, &outcome, None, || {
+                        tracing::error!(error = %message, "Invalid task spec");
+                    })
                     .await;
             }
         };
         if task.cancel_requested {
             drop(slot);
-            tracing::warn!(task_path = %task_path, "Task cancelled by request");
             let error = TaskError::cancelled(&task_path, &self.config.worker_id);
             return self
-                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .record(&task, &lease, &Outcome::Fail { error }, None, || {
+                    tracing::warn!(task_path = %task_path, "Task cancelled by request");
+                })
                 .await;
         }
         if task.expired {
             drop(slot);
             let expires_at = task.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
-            tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
+            let outcome = Outcome::Fail {
+                error: TaskError::expired(&expires_at),
+            };
             return self
-                .record(
-                    &task,
-                    &lease,
-                    &Outcome::Fail {
-                        error: TaskError::expired(&expires_at),
-                    },
-                    None,
-                )
+                .record(&task, &lease, &outcome, None, || {
+                    tracing::warn!(task_path = %task_path, expires_at = %expires_at, "Task expired before it started");
+                })
                 .await;
         }
         if !allowlist::is_allowed(&self.config.allowed_task_modules, &task_path) {
             drop(slot);
             let error = TaskError::security_violation(&task_path);
-            tracing::warn!(task_path = %task_path, error = %error.message(), "Task rejected by validator");
+            let message = error.message().to_owned();
             return self
-                .record(&task, &lease, &Outcome::Fail { error }, None)
+                .record(&task, &lease, &Outcome::Fail { error }, None, || {
+                    tracing::warn!(task_path = %task_path, error = %message, "Task rejected by validator");
+                })
                 .await;
         }
 
@@ -122,7 +117,9 @@ impl<E: Executor> Pipeline<E> {
         self.observer.started(&task, &task_path);
         let lease_deadline =
             task.claim_sent_at.unwrap_or_else(std::time::Instant::now) + self.config.lease;
-        let handle = self.running.insert(task.id, lease_deadline, &self.abort);
+        let handle = self
+            .running
+            .insert(task.attempt(), lease_deadline, &self.abort);
         let request = ExecRequest {
             result_id: task.id.0,
             attempt: task.attempts,
@@ -135,7 +132,7 @@ impl<E: Executor> Pipeline<E> {
         drop(slot);
         self.observer.executed(&task, exec_started.elapsed());
         let killed_for = handle.reason();
-        self.running.remove(task.id);
+        self.running.remove(task.attempt());
 
         let output = match result {
             Ok(output) => output,
@@ -145,10 +142,11 @@ impl<E: Executor> Pipeline<E> {
         let logs_uri = logs_uri.as_deref();
         match killed_for {
             Some(KillReason::Cancelled) => {
-                tracing::warn!(task_path = %task_path, "Task cancelled by request");
                 let error = TaskError::cancelled(&task_path, &self.config.worker_id);
-                self.record(&task, &lease, &Outcome::Fail { error }, logs_uri)
-                    .await
+                self.record(&task, &lease, &Outcome::Fail { error }, logs_uri, || {
+                    tracing::warn!(task_path = %task_path, "Task cancelled by request");
+                })
+                .await
             }
             Some(KillReason::LeaseLost) => {
                 tracing::error!(task_path = %task_path, "Lease lost; the task was killed and nothing is recorded");
@@ -176,27 +174,42 @@ impl<E: Executor> Pipeline<E> {
         output: &ExecOutput,
         logs_uri: Option<&str>,
     ) -> TaskReport {
-        let outcome = match output.ending {
+        match output.ending {
             Ending::TimedOut => {
                 let message = format!(
                     "task timed out after {}s (context deadline exceeded)",
                     output.elapsed.as_secs()
                 );
-                tracing::error!(error = %message, "Execution pipeline error");
-                self.retry_or_fail(task, TaskError::infra(&message), INFRA_RETRY_DELAY)
+                let outcome =
+                    self.retry_or_fail(task, TaskError::infra(&message), INFRA_RETRY_DELAY);
+                self.record(task, lease, &outcome, logs_uri, || {
+                    tracing::error!(error = %message, "Execution pipeline error");
+                })
+                .await
             }
-            Ending::Killed => {
-                // Killed without a reason: only a shutdown abort does that.
-                return self.requeue(lease).await;
-            }
+            // Killed without a reason: only a shutdown abort does that.
+            Ending::Killed => self.requeue(lease).await,
             Ending::Exited(_) => {
                 let envelope = envelope::parse(&output.stdout);
                 if envelope.ok {
-                    tracing::info!("Task successful");
-                    Outcome::Success {
+                    let outcome = Outcome::Success {
                         return_json: envelope.return_json,
-                    }
-                } else {
+                    };
+                    return self
+                        .record(task, lease, &outcome, logs_uri, || {
+                            tracing::info!("Task successful");
+                        })
+                        .await;
+                }
+                let error = TaskError::app(
+                    &envelope.exception_class,
+                    &envelope.message,
+                    &envelope.traceback,
+                    task.attempts,
+                    &self.config.worker_id,
+                );
+                let outcome = self.retry_or_fail(task, error, app_error_delay(task.attempts));
+                self.record(task, lease, &outcome, logs_uri, || {
                     tracing::warn!(
                         exception_class = %envelope.exception_class,
                         error_message = %envelope.message,
@@ -204,18 +217,10 @@ impl<E: Executor> Pipeline<E> {
                         max_attempts = task.max_attempts,
                         "Task failed"
                     );
-                    let error = TaskError::app(
-                        &envelope.exception_class,
-                        &envelope.message,
-                        &envelope.traceback,
-                        task.attempts,
-                        &self.config.worker_id,
-                    );
-                    self.retry_or_fail(task, error, app_error_delay(task.attempts))
-                }
+                })
+                .await
             }
-        };
-        self.record(task, lease, &outcome, logs_uri).await
+        }
     }
 
     async fn record_exec_error(
@@ -228,14 +233,16 @@ impl<E: Executor> Pipeline<E> {
             // Not the task's fault: it never ran, so it goes back with its attempt refunded.
             return self.requeue(lease).await;
         }
-        tracing::error!(error = %error, "Execution pipeline error");
         let task_error = TaskError::infra(&error.to_string());
         let outcome = if error.is_retryable() {
             self.retry_or_fail(task, task_error, INFRA_RETRY_DELAY)
         } else {
             Outcome::Fail { error: task_error }
         };
-        self.record(task, lease, &outcome, None).await
+        self.record(task, lease, &outcome, None, || {
+            tracing::error!(error = %error, "Execution pipeline error");
+        })
+        .await
     }
 
     /// Retry while attempts remain (infrastructure errors too: fixes §13.5).
@@ -269,91 +276,5 @@ impl<E: Executor> Pipeline<E> {
             &output.stderr.rendered(),
         )
         .map(|p| p.display().to_string())
-    }
-
-    async fn record(
-        &self,
-        task: &ClaimedTask,
-        lease: &Lease,
-        outcome: &Outcome,
-        logs_uri: Option<&str>,
-    ) -> TaskReport {
-        let started = std::time::Instant::now();
-        let write = async {
-            match outcome {
-                Outcome::Success { return_json } => self
-                    .completer
-                    .success(PendingSuccess {
-                        lease: lease.clone(),
-                        return_json: return_json.clone(),
-                        logs_uri: logs_uri.map(str::to_owned),
-                    })
-                    .await
-                    .map(|()| 0),
-                _ => complete::complete(&self.pool, lease, outcome, logs_uri).await,
-            }
-        };
-        let write = tokio::time::timeout(COMPLETION_DEADLINE, write).await;
-        self.observer.finished(task, outcome, started.elapsed());
-        let failure_message = match outcome {
-            Outcome::Success { .. } => "Failed to mark success",
-            Outcome::Fail { error } if error.is(ErrorKind::Cancelled) => {
-                "Failed to mark cancellation"
-            }
-            Outcome::Fail { error } | Outcome::Retry { error, .. }
-                if error.is(ErrorKind::Infra) =>
-            {
-                "Failed to mark infra error"
-            }
-            _ => "Failed to mark failure",
-        };
-        match write {
-            Ok(Ok(dependants_failed)) => {
-                if dependants_failed > 0 {
-                    tracing::warn!(
-                        count = dependants_failed,
-                        "Failed workflow dependants of a failed task"
-                    );
-                }
-                TaskReport::Recorded
-            }
-            Ok(Err(error @ CompleteError::LeaseLost(_))) => {
-                tracing::error!(error = %error, "{}", failure_message);
-                TaskReport::Abandoned
-            }
-            Ok(Err(error)) => {
-                tracing::error!(error = %error, "{}", failure_message);
-                TaskReport::Abandoned
-            }
-            Err(_) => {
-                tracing::error!(error = "completion write timed out", "{}", failure_message);
-                TaskReport::Abandoned
-            }
-        }
-    }
-
-    async fn requeue(&self, lease: &Lease) -> TaskReport {
-        match tokio::time::timeout(
-            COMPLETION_DEADLINE,
-            complete::requeue_interrupted(&self.pool, lease),
-        )
-        .await
-        {
-            Ok(Ok(())) => {
-                tracing::info!("Task put back to READY without consuming an attempt");
-                TaskReport::Requeued
-            }
-            Ok(Err(error)) => {
-                tracing::error!(error = %error, "Failed to requeue interrupted task");
-                TaskReport::Abandoned
-            }
-            Err(_) => {
-                tracing::error!(
-                    error = "write timed out",
-                    "Failed to requeue interrupted task"
-                );
-                TaskReport::Abandoned
-            }
-        }
     }
 }

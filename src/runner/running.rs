@@ -1,13 +1,17 @@
-//! The tasks this worker is running right now, and why one was told to die.
+//! The tasks this worker is running right now, and why one was told to die. Keyed by
+//! [`Attempt`]: the same task may run twice here at once (it was requeued while its
+//! first attempt still ran, and this worker claimed it again), and each attempt has
+//! its own kill switch and lease.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::TaskId;
+use crate::queue::Attempt;
 
 /// Why the worker killed a running task; decides what is recorded for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,7 @@ pub struct RunningTask {
     pub kill: CancellationToken,
     reason: Mutex<Option<KillReason>>,
     lease_deadline: Mutex<Instant>,
+    renewing_alone: AtomicBool,
 }
 
 impl RunningTask {
@@ -56,6 +61,22 @@ impl RunningTask {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Marks a one-row renewal (a row the batch skipped because it was locked) as in
+    /// flight; false when one already is.
+    pub fn start_renewing_alone(&self) -> bool {
+        !self.renewing_alone.swap(true, Ordering::SeqCst)
+    }
+
+    /// The one-row renewal has ended.
+    pub fn stop_renewing_alone(&self) {
+        self.renewing_alone.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a one-row renewal is in flight (it then looks after this lease).
+    pub fn renewing_alone(&self) -> bool {
+        self.renewing_alone.load(Ordering::SeqCst)
+    }
+
     fn set_lease_deadline(&self, deadline: Instant) {
         *self
             .lease_deadline
@@ -67,14 +88,14 @@ impl RunningTask {
 /// The registry shared by the dispatcher, the pipelines and the lease keeper.
 #[derive(Debug, Default)]
 pub struct Running {
-    tasks: Mutex<HashMap<TaskId, Arc<RunningTask>>>,
+    tasks: Mutex<HashMap<Attempt, Arc<RunningTask>>>,
 }
 
 impl Running {
     /// Registers a task whose kill token is a child of `abort`.
     pub fn insert(
         &self,
-        id: TaskId,
+        id: Attempt,
         lease_deadline: Instant,
         abort: &CancellationToken,
     ) -> Arc<RunningTask> {
@@ -82,18 +103,20 @@ impl Running {
             kill: abort.child_token(),
             reason: Mutex::new(None),
             lease_deadline: Mutex::new(lease_deadline),
+            renewing_alone: AtomicBool::new(false),
         });
         self.lock().insert(id, task.clone());
         task
     }
 
-    /// Forgets a finished task.
-    pub fn remove(&self, id: TaskId) {
+    /// Forgets a finished attempt (only that attempt: a later claim of the same task
+    /// keeps its entry).
+    pub fn remove(&self, id: Attempt) {
         self.lock().remove(&id);
     }
 
-    /// Ids of every running task.
-    pub fn ids(&self) -> Vec<TaskId> {
+    /// Every running attempt.
+    pub fn ids(&self) -> Vec<Attempt> {
         self.lock().keys().copied().collect()
     }
 
@@ -107,19 +130,19 @@ impl Running {
         self.lock().is_empty()
     }
 
-    /// The running task `id`, if any.
-    pub fn get(&self, id: TaskId) -> Option<Arc<RunningTask>> {
+    /// The running attempt `id`, if any.
+    pub fn get(&self, id: Attempt) -> Option<Arc<RunningTask>> {
         self.lock().get(&id).cloned()
     }
 
     /// Records a renewed lease (see [`RunningTask::lease_deadline`]).
-    pub fn renewed(&self, id: TaskId, lease_deadline: Instant) {
+    pub fn renewed(&self, id: Attempt, lease_deadline: Instant) {
         if let Some(task) = self.get(id) {
             task.set_lease_deadline(lease_deadline);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Arc<RunningTask>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Attempt, Arc<RunningTask>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reproq::queue::TaskId;
+use reproq::queue::{Attempt, TaskId};
 use reproq::runner::lease_keeper::LeaseKeeper;
 use reproq::runner::running::{KillReason, Running};
 use serde_json::json;
@@ -25,17 +25,23 @@ fn keeper(pool: sqlx::PgPool, running: Arc<Running>) -> LeaseKeeper {
     }
 }
 
-async fn running_row(db: &TestDb, leased_by: &str) -> TaskId {
+/// A RUNNING row leased by `leased_by`, as a claim would leave it (attempt 1).
+pub async fn running_row(db: &TestDb, leased_by: &str) -> Attempt {
     let id = insert(&db.pool, task("tasks.sleep", json!({}))).await;
-    sqlx::query(
-        "update task_runs set status = 'RUNNING', leased_by = $2, leased_until = now() + interval '5 minutes' where result_id = $1",
+    let claimed_at = sqlx::query_scalar(
+        "update task_runs set status = 'RUNNING', attempts = 1, last_attempted_at = now(), leased_by = $2,
+             leased_until = now() + interval '5 minutes' where result_id = $1 returning last_attempted_at",
     )
     .bind(id)
     .bind(leased_by)
-    .execute(&db.pool)
+    .fetch_one(&db.pool)
     .await
     .unwrap();
-    TaskId(id)
+    Attempt {
+        id: TaskId(id),
+        number: 1,
+        claimed_at,
+    }
 }
 
 #[tokio::test]
@@ -53,6 +59,11 @@ async fn renewal_extends_our_leases_and_kills_tasks_whose_lease_is_gone() {
         .renew(&[ours, stolen])
         .await
         .unwrap();
+    // The row the batch did not renew is renewed on its own, which finds the lease lost.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stolen_handle.reason().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(ours_handle.reason(), None);
     assert!(
         ours_handle.lease_deadline() > Instant::now() + LEASE - Duration::from_secs(5),
@@ -62,7 +73,7 @@ async fn renewal_extends_our_leases_and_kills_tasks_whose_lease_is_gone() {
     let leased_until_in: f64 = sqlx::query_scalar(
         "select extract(epoch from leased_until - now())::float8 from task_runs where result_id = $1",
     )
-    .bind(ours.0)
+    .bind(ours.id.0)
     .fetch_one(&db.pool)
     .await
     .unwrap();

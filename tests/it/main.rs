@@ -4,13 +4,16 @@
 
 mod beat;
 mod beat_signals;
+mod chaos;
 mod claim;
 mod cli;
 mod cluster;
 mod connections;
 mod enqueue;
+mod faults;
 mod http;
 mod lease;
+mod ledger;
 mod limit;
 mod ops;
 mod pool;
