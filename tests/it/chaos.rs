@@ -66,9 +66,13 @@ impl Fault {
             Fault::Stop { worker, from, to } => {
                 *worker == run.worker && *from <= end && begin <= *to + 2.0 * LEASE_SECONDS
             }
-            // The attempt was running (or its outcome pending) while the server was down.
+            // The attempt was claimed before the server went down or within a lease after
+            // it came back (its child may start late under load), and was not already
+            // over before the outage.
             Fault::Restart { from, to } => {
-                *from <= end && *to >= begin && run_end.is_none_or(|e| e >= *from - 1.0)
+                *from <= end
+                    && begin <= *to + LEASE_SECONDS
+                    && run_end.is_none_or(|e| e >= *from - 1.0)
             }
             Fault::Terminate { at } => begin <= *at && *at <= end,
         }
