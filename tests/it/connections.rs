@@ -153,11 +153,11 @@ fn the_pool_is_sized_from_the_concurrency_unless_set() {
             .to_owned()
     };
     assert!(
-        setting(&["--concurrency", "10"]).contains("0 (sized from concurrency: 17)"),
+        setting(&["--concurrency", "10"]).contains("0 (sized from concurrency: 18)"),
         "{}",
         setting(&["--concurrency", "10"])
     );
-    assert!(setting(&["--concurrency", "200"]).contains("sized from concurrency: 39"));
+    assert!(setting(&["--concurrency", "200"]).contains("sized from concurrency: 40"));
     let fixed = setting(&["--db-max-connections", "5"]);
     assert!(fixed.contains('5') && fixed.contains("flag"), "{fixed}");
     let out = reproq(
@@ -338,13 +338,13 @@ async fn health_checks_answer_while_the_pool_is_taken() {
             "--concurrency",
             "1",
             "--db-max-connections",
-            "2",
+            "3",
         ],
     ));
     let mut worker = Spawned::start(&args, &[]);
     crate::support::wait_for_status(&db.pool, id, "RUNNING", 30).await;
     // The task's outcome write waits on this row lock, holding the one pool connection
-    // LISTEN leaves.
+    // LISTEN and the identity lock leave.
     let mut blocker = observer(&db).await;
     sqlx::raw_sql(&format!(
         "begin; select 1 from task_runs where result_id = {id} for update"
