@@ -113,6 +113,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("reproq: {}", error_chain(&error));
+            if let Some(hint) = pooler_hint(&error) {
+                eprintln!("reproq: hint: {hint}");
+            }
             exit_code_for(&error)
         }
     }
@@ -134,6 +137,15 @@ fn error_chain(error: &anyhow::Error) -> String {
         text.push_str(&message);
     }
     text
+}
+
+/// The transaction-pooler hint for a failed command, if a driver error in its chain
+/// is one a transaction-mode pooler causes.
+fn pooler_hint(error: &anyhow::Error) -> Option<&'static str> {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .find_map(crate::db::pooler::hint)
 }
 
 async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {

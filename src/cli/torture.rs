@@ -85,7 +85,9 @@ impl TortureArgs {
             }
         };
         let dsn = self.connect.dsn()?;
-        require_loopback(dsn.host())?;
+        for host in dsn.hosts() {
+            require_loopback(Some(host))?;
+        }
         let raw_dsn = self
             .connect
             .dsn

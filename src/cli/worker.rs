@@ -14,6 +14,7 @@ use crate::executor::AnyExecutor;
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
+use sqlx::PgPool;
 
 /// `reproq worker`.
 #[derive(Debug, Args)]
@@ -90,6 +91,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS, db::Plans::Generic)
         .await
         .context("opening the database")?;
+    let listen_pool = listen_pool(&config, &pool).await?;
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
@@ -99,13 +101,36 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?
-        .with_observer(services.observer.clone());
+        .with_observer(services.observer.clone())
+        .with_listen_pool(listen_pool);
     let summary = worker.run(shutdown.clone()).await;
     services.stop().await;
     signals.abort();
     pool.close().await;
     tracing::info!(reason = ?summary.reason, "Exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where LISTEN/NOTIFY wake-ups come from: `listen_dsn` when given; else the worker's
+/// own pool, unless that goes through a transaction-mode pooler, where a LISTEN
+/// session cannot live (then polling only, said once here).
+async fn listen_pool(config: &WorkerConfig, pool: &PgPool) -> anyhow::Result<Option<PgPool>> {
+    match &config.listen_dsn {
+        Some(dsn) => Ok(Some(
+            db::connect(dsn, 1, db::Plans::Auto)
+                .await
+                .context("opening the LISTEN database (listen_dsn)")?,
+        )),
+        None if config.dsn.transaction_pooling() => {
+            tracing::warn!(
+                setting = "listen_dsn",
+                "The DSN selects transaction pooling (default_query_exec_mode/statement_cache_capacity) \
+                 and no listen_dsn is set: LISTEN/NOTIFY wake-ups are off, new tasks are found by polling"
+            );
+            Ok(None)
+        }
+        None => Ok(Some(pool.clone())),
+    }
 }
 
 /// Prints every setting with its source and checks that the database answers.
@@ -138,9 +163,14 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
         );
     }
     check_http(&config).await;
-    match crate::db::connect(&config.dsn, 1, crate::db::Plans::Auto).await {
-        Ok(_) => {
+    match crate::db::connect_reporting(&config.dsn, 1, crate::db::Plans::Auto).await {
+        Ok((_, answered, connector)) => {
             println!("database: ok ({})", config.dsn);
+            for (index, host) in connector.endpoints().enumerate() {
+                let mark = if index == answered { "answered" } else { "" };
+                println!("  host {}: {host}  {mark}", index + 1);
+            }
+            println!("  target_session_attrs: {}", connector.attrs());
             println!("configuration is valid");
             ExitCode::SUCCESS
         }

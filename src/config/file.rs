@@ -23,6 +23,7 @@ pub const DISCOVERY_NAMES: &[&str] = &[
 const TOP_KEYS: &[&str] = &["dsn", "worker", "beat", "metrics"];
 const WORKER_KEYS: &[&str] = &[
     "dsn",
+    "listen_dsn",
     "worker_id",
     "process_role",
     "queues",
@@ -49,7 +50,7 @@ const WORKER_KEYS: &[&str] = &[
     "pool_max_tasks",
     "pool_max_rss",
 ];
-const BEAT_KEYS: &[&str] = &["dsn", "interval"];
+const BEAT_KEYS: &[&str] = &["dsn", "listen_dsn", "interval"];
 const METRICS_KEYS: &[&str] = &[
     "addr",
     "port",

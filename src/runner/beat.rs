@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -117,8 +116,9 @@ struct RowTrouble {
 pub struct Beat {
     /// The database.
     pub pool: PgPool,
-    /// How the leader-lock session connects.
-    pub lock_options: PgConnectOptions,
+    /// How the leader-lock session connects: the DSN's host walk (a direct DSN behind
+    /// a transaction-mode pooler, where a session lock would be lost).
+    pub lock_connector: crate::db::Connector,
     /// Time between passes.
     pub interval: Duration,
 }
@@ -172,7 +172,7 @@ impl Beat {
             tracing::warn!("Lost the leader-lock session; reconnecting");
             *leader = None;
         }
-        let Ok(mut conn) = PgConnection::connect_with(&self.lock_options).await else {
+        let Ok(mut conn) = crate::db::connect_one(&self.lock_connector).await else {
             return false;
         };
         let acquired: Result<bool, _> =

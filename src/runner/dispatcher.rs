@@ -141,6 +141,7 @@ impl<E: Executor> Dispatcher<E> {
                 Err(error) => {
                     drop(first);
                     tracing::error!(error = %error, "Polling error");
+                    crate::db::pooler::report(&error);
                     self.idle(stop, tasks, stats).await;
                 }
             }
