@@ -10,6 +10,7 @@ mod enqueue;
 mod http;
 mod lease;
 mod limit;
+mod multihost;
 mod ops;
 mod pool;
 mod schema;
