@@ -110,6 +110,6 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
     };
     beat.run(shutdown.stop.clone()).await;
     signals.abort();
-    pool.close().await;
+    db::close(&pool).await;
     Ok(ExitCode::SUCCESS)
 }

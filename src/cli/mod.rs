@@ -108,7 +108,15 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .subcommand()
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
-    let outcome = runtime().and_then(|rt| rt.block_on(dispatch(cli.command, sub_matches)));
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let outcome = dispatch(cli.command, sub_matches).await;
+            // Behind a transaction-mode pooler the last statements commit as their
+            // connections return to the pool: let them before the process exits.
+            crate::db::pooler::settle(std::time::Duration::from_secs(5)).await;
+            outcome
+        })
+    });
     match outcome {
         Ok(code) => code,
         Err(error) => {

@@ -106,7 +106,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let summary = worker.run(shutdown.clone()).await;
     services.stop().await;
     signals.abort();
-    pool.close().await;
+    db::close(&pool).await;
     tracing::info!(reason = ?summary.reason, "Exiting");
     Ok(ExitCode::SUCCESS)
 }

@@ -75,7 +75,7 @@ pub async fn connect_reporting(
         .max_connections(max_connections.max(1))
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(10))
-        .max_lifetime(Duration::from_secs(3600))
+        .max_lifetime((!pooled).then_some(Duration::from_secs(3600)))
         .idle_timeout(Duration::from_secs(1800))
         .after_connect(move |conn, _| {
             let follower = on_connect.clone();
@@ -114,6 +114,13 @@ pub async fn connect_reporting(
     let pool = options.connect_lazy_with(first_options);
     follower.spawn_monitor(pool.clone());
     Ok((pool, index, connector))
+}
+
+/// Closes `pool` after its pending commits (behind a transaction-mode pooler, the
+/// last statements commit as their connections return; see [`pooler`]).
+pub async fn close(pool: &PgPool) {
+    pooler::settle(Duration::from_secs(5)).await;
+    pool.close().await;
 }
 
 /// The walk for `dsn`: one set of driver options per host, with our session settings.

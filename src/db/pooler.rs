@@ -18,10 +18,17 @@
 //!   back to its start first (what autocommit would have kept: nothing).
 //!
 //! A checkout therefore costs three more round trips than direct; what a checkout does
-//! commits together, as one statement in autocommit would.
+//! commits together, as one statement in autocommit would, but only when the
+//! connection goes back to the pool (sqlx does that on a task of its own, just after
+//! the statement). So before a process exits or closes a pool it waits for those
+//! commits ([`settle`], [`super::close`]); a crash in between loses that last
+//! statement, which reproq's at-least-once design absorbs (a lost claim leaves the
+//! task READY, a lost outcome leaves it to the reclaimer). sqlx's `max_lifetime` is off
+//! in this mode, since it closes an expired connection before the release hook runs.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgTransactionManager;
 use sqlx::{Executor, PgConnection, TransactionManager};
@@ -44,7 +51,23 @@ pub fn begin<'c>(
         statement.push_str(&format!("; SET LOCAL {name} = '{value}'"));
     }
     statement.push_str(&format!("; SAVEPOINT {CHECKOUT_SAVEPOINT}"));
-    PgTransactionManager::begin(conn, Some(Cow::Owned(statement)))
+    Box::pin(async move {
+        PgTransactionManager::begin(conn, Some(Cow::Owned(statement))).await?;
+        OPEN_CHECKOUTS.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    })
+}
+
+/// Checkouts begun and not yet ended, process-wide.
+static OPEN_CHECKOUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits (at most `limit`) until every checkout's transaction has ended, so that the
+/// last statements are committed before the process exits or its pool closes.
+pub async fn settle(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while OPEN_CHECKOUTS.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Ends the checkout's transaction, leaving no prepared statement on the server.
@@ -52,7 +75,12 @@ pub fn begin<'c>(
 /// # Errors
 /// The connection is broken (the pool then closes it).
 pub fn end(conn: &mut PgConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-    Box::pin(end_checkout(conn))
+    Box::pin(async move {
+        let ended = end_checkout(conn).await;
+        let _ =
+            OPEN_CHECKOUTS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        ended
+    })
 }
 
 async fn end_checkout(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -75,16 +103,19 @@ async fn end_checkout(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// What to tell the user when `error` is what a transaction-mode pooler does to named
 /// prepared statements (`26000` a statement the server does not know, `42P05` a name
-/// already taken, PgBouncer's `08P01` "prepared statement name is already in use").
+/// already taken, PgBouncer's `08P01` "prepared statement name is already in use") or
+/// to our startup `options` (PgBouncer's `08P01` "unsupported startup parameter").
 pub fn hint(error: &sqlx::Error) -> Option<&'static str> {
     let code = error.as_database_error()?.code()?;
     let message = error.as_database_error()?.message();
     let pooler = matches!(code.as_ref(), "26000" | "42P05")
-        || (code == "08P01" && message.contains("prepared statement"));
+        || (code == "08P01"
+            && (message.contains("prepared statement")
+                || message.contains("unsupported startup parameter")));
     pooler.then_some(
-        "a named prepared statement was lost or duplicated, as happens behind a \
-         transaction-mode pooler such as PgBouncer: add default_query_exec_mode=exec \
-         (or statement_cache_capacity=0) to the DSN",
+        "this looks like a transaction-mode pooler such as PgBouncer (which keeps no \
+         named prepared statements and refuses startup options): add \
+         default_query_exec_mode=exec (or statement_cache_capacity=0) to the DSN",
     )
 }
 

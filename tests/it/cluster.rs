@@ -243,7 +243,7 @@ pub async fn wait_until_answers(url: &str, deadline: Duration) -> Result<(), Str
     }
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     // The effective uid, from /proc (nix's `user` feature is not enabled).
     std::fs::read_to_string("/proc/self/status")
         .ok()

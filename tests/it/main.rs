@@ -12,6 +12,7 @@ mod lease;
 mod limit;
 mod multihost;
 mod ops;
+mod pgbouncer;
 mod pool;
 mod schema;
 mod support;
