@@ -96,6 +96,7 @@ impl Cluster {
                 "stream",
                 "-R",
                 "--no-sync",
+                "--checkpoint=fast",
             ],
         )?;
         standby.start_server()?;

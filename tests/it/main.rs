@@ -7,6 +7,7 @@ mod claim;
 mod cli;
 mod cluster;
 mod enqueue;
+mod failover;
 mod http;
 mod lease;
 mod limit;
