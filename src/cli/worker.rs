@@ -223,6 +223,27 @@ mod tests {
 
     use clap::FromArgMatches;
 
+    #[test]
+    fn listen_dsn_is_a_redacted_setting_of_its_own() {
+        let config = resolve(&[
+            "--dsn".into(),
+            "postgres://app@bouncer:6432/app?default_query_exec_mode=exec".into(),
+            "--listen-dsn".into(),
+            "postgres://app:secret@db1,db2/app?target_session_attrs=read-write".into(),
+        ]);
+        assert!(config.dsn.transaction_pooling());
+        let listen = config.listen_dsn.expect("listen_dsn set");
+        assert_eq!(listen.endpoints().unwrap().len(), 2);
+        let shown = config
+            .settings
+            .iter()
+            .find(|s| s.key == "worker.listen_dsn")
+            .expect("listed by --validate");
+        assert!(!shown.value.contains("secret"), "{}", shown.value);
+        let none = resolve(&["--dsn".into(), "postgres://app@db/app".into()]);
+        assert!(none.listen_dsn.is_none() && !none.dsn.transaction_pooling());
+    }
+
     /// Every argument reproq-django passes (contract §9), plus the Go-only ones.
     #[test]
     fn every_contract_flag_lands_in_the_typed_config() {
