@@ -222,7 +222,8 @@ async fn workers_and_beat_carry_on_after_the_standby_is_promoted() {
         "select count(*) from task_runs where task_path = 'tasks.ok'",
     )
     .await;
-    sqlx::query("update periodic_tasks set next_run_at = now() - interval '1 minute'")
+    // A slot of its own: the periodic spec (and its dedup) carries the scheduled time.
+    sqlx::query("update periodic_tasks set next_run_at = now() - interval '1 hour'")
         .execute(&new)
         .await
         .unwrap();

@@ -239,7 +239,8 @@ async fn exec_mode_runs_enqueue_worker_and_beat_through_transaction_pooling() {
         "{}",
         stderr(&refused)
     );
-    sqlx::query("update periodic_tasks set next_run_at = now() - interval '1 minute'")
+    // A slot of its own: the periodic spec (and its dedup) carries the scheduled time.
+    sqlx::query("update periodic_tasks set next_run_at = now() - interval '1 hour'")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -255,7 +256,7 @@ async fn exec_mode_runs_enqueue_worker_and_beat_through_transaction_pooling() {
         ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(bouncer.dir.path().join("beat.log")).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -269,7 +270,11 @@ async fn exec_mode_runs_enqueue_worker_and_beat_through_transaction_pooling() {
         if count >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the beat loop never enqueued");
+        assert!(
+            Instant::now() < deadline,
+            "the beat loop never enqueued: {}",
+            std::fs::read_to_string(bouncer.dir.path().join("beat.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = nix::sys::signal::kill(
