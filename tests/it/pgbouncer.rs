@@ -161,6 +161,13 @@ async fn exec_mode_runs_enqueue_worker_and_beat_through_transaction_pooling() {
     let migrated = reproq(&["migrate", "--dsn", &db.url], &[], None);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     let pooled = bouncer.url(&db, "?default_query_exec_mode=exec");
+    let refused = reproq(&["migrate", "--dsn", &pooled], &[], None);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("direct DSN"),
+        "{}",
+        stderr(&refused)
+    );
 
     // JSON and timestamp parameters, many processes, each a fresh client.
     for n in 0..12 {
