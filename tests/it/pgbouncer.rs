@@ -214,10 +214,45 @@ async fn exec_mode_runs_enqueue_worker_and_beat_through_transaction_pooling() {
             .await
             .unwrap();
     assert_eq!(done.len(), 12);
+    assert_eq!(
+        done[0].1["spec"]["kwargs"]["nested"]["json"],
+        serde_json::json!([1, 2]),
+        "JSON parameters round-trip in exec mode: {:?}",
+        done[0].1
+    );
     assert!(
         done.iter().all(|(status, _)| status == "SUCCESSFUL"),
         "{done:?}"
     );
+
+    // With a direct listen_dsn, LISTEN goes there and nothing is said about polling.
+    let out = enqueue(&pooled, 100);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listening = reproq(
+        &[
+            "worker",
+            "--dsn",
+            &pooled,
+            "--listen-dsn",
+            &db.url,
+            "--executor-module",
+            "tests.python.fake_executor",
+            "--allowed-task-modules",
+            "tasks.",
+            "--burst",
+        ],
+        &[],
+        None,
+    );
+    let log = stdout(&listening);
+    assert!(listening.status.success(), "{log}{}", stderr(&listening));
+    assert!(!log.contains("wake-ups are off"), "{log}");
+    let left: i64 =
+        sqlx::query_scalar("select count(*) from task_runs where status <> 'SUCCESSFUL'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
 
     // beat --once through the pooler: a due periodic row becomes a task.
     sqlx::query(
