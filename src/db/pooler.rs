@@ -76,6 +76,9 @@ pub async fn settle(limit: Duration) {
 /// The connection is broken (the pool then closes it).
 pub fn end(conn: &mut PgConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
+        if PgTransactionManager::get_transaction_depth(conn) == 0 {
+            return Ok(());
+        }
         let ended = end_checkout(conn).await;
         let _ =
             OPEN_CHECKOUTS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -84,9 +87,6 @@ pub fn end(conn: &mut PgConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
 }
 
 async fn end_checkout(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    if PgTransactionManager::get_transaction_depth(conn) == 0 {
-        return Ok(());
-    }
     // A user transaction dropped without commit leaves its rollback queued; it runs
     // before the next statement. Extra depth means one was abandoned mid-way.
     while PgTransactionManager::get_transaction_depth(conn) > 1 {
