@@ -7,7 +7,9 @@
 //! - `config/`: defaults ← file ← env ← flags, resolved once into typed structs; DSN
 //!   and Go-duration parsing.
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
-//! - `db/`: connecting a pool; the idempotent schema migrations.
+//! - `db/`: connecting a pool (`hosts`: the libpq host walk and `target_session_attrs`;
+//!   `failover`: keeping a pool on the chosen host; `pooler`: transaction-mode pooler
+//!   support); the idempotent schema migrations.
 //! - `queue/`: one-shot SQL operations, one file per operation (long statements in
 //!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic (and
 //!   the beat's leader lock and savepoints), ops.

@@ -17,6 +17,17 @@ pub struct MigrateArgs {
 
 impl MigrateArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        if self.connect.dsn()?.transaction_pooling() {
+            // Behind a transaction pooler every statement runs inside a transaction,
+            // where CREATE INDEX CONCURRENTLY cannot.
+            return Err(super::UsageError(
+                "migrate needs a direct DSN to the server, not one through a transaction-mode \
+                 pooler (default_query_exec_mode/statement_cache_capacity): its \
+                 CREATE INDEX CONCURRENTLY cannot run inside a transaction"
+                    .into(),
+            )
+            .into());
+        }
         let pool = self.connect.pool().await?;
         let report = db::migrate::run(&pool).await.context("migrating")?;
         for index in &report.rebuilt_indexes {

@@ -110,7 +110,13 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
     let outcome = runtime().and_then(|rt| {
-        let outcome = rt.block_on(dispatch(cli.command, sub_matches));
+        let outcome = rt.block_on(async {
+            let outcome = dispatch(cli.command, sub_matches).await;
+            // Behind a transaction-mode pooler the last statements commit as their
+            // connections return to the pool: let them before the process exits.
+            crate::db::pooler::settle(std::time::Duration::from_secs(5)).await;
+            outcome
+        });
         // Blocking threads still reading a dead child's pipes or resolving a frozen
         // server's name must not hold the exit (a plain drop would wait for them).
         rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -120,6 +126,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("reproq: {}", error_chain(&error));
+            if let Some(hint) = pooler_hint(&error) {
+                eprintln!("reproq: hint: {hint}");
+            }
             exit_code_for(&error)
         }
     }
@@ -141,6 +150,15 @@ fn error_chain(error: &anyhow::Error) -> String {
         text.push_str(&message);
     }
     text
+}
+
+/// The transaction-pooler hint for a failed command, if a driver error in its chain
+/// is one a transaction-mode pooler causes.
+fn pooler_hint(error: &anyhow::Error) -> Option<&'static str> {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .find_map(crate::db::pooler::hint)
 }
 
 async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,7 @@ use clap::{ArgMatches, Args};
 
 use super::file::ConfigFile;
 use super::layers::{Layers, Setting, from_file};
-use super::worker::resolve_dsn;
+use super::worker::{resolve_dsn, resolve_listen_dsn};
 use super::{ConfigError, Dsn, duration, values};
 
 /// Flags of `reproq beat`.
@@ -21,6 +21,9 @@ pub struct BeatFlags {
     /// Config file (YAML or TOML)
     #[arg(long, env = "REPROQ_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Direct (not pooled) DSN for the leader-lock session, needed behind a transaction-mode pooler
+    #[arg(long, env = "REPROQ_LISTEN_DSN", hide_env_values = true)]
+    pub listen_dsn: Option<String>,
     /// Time between passes (Go duration) [default: 30s]
     #[arg(long, value_parser = values::go_positive_duration)]
     pub interval: Option<Duration>,
@@ -34,6 +37,8 @@ pub struct BeatFlags {
 pub struct BeatConfig {
     /// Where to connect.
     pub dsn: Dsn,
+    /// A direct DSN for the leader-lock session (behind a transaction-mode pooler).
+    pub listen_dsn: Option<Dsn>,
     /// Time between passes.
     pub interval: Duration,
     /// One pass, then exit.
@@ -58,6 +63,7 @@ impl BeatConfig {
         let top = layers.section(file, "");
         let section = layers.section(file, "beat");
         let dsn = resolve_dsn(&mut layers, flags.dsn.clone(), top, section, "beat");
+        let listen_dsn = resolve_listen_dsn(&mut layers, flags.listen_dsn.clone(), section, "beat");
         let interval = layers.pick(
             "beat.interval",
             Some("interval"),
@@ -75,6 +81,7 @@ impl BeatConfig {
         match (dsn, interval) {
             (Some(dsn), Some(interval)) if layers.problems.is_empty() => Ok(BeatConfig {
                 dsn,
+                listen_dsn,
                 interval,
                 once: flags.once.unwrap_or(false),
                 settings: layers.settings,

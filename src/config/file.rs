@@ -23,6 +23,7 @@ pub const DISCOVERY_NAMES: &[&str] = &[
 const TOP_KEYS: &[&str] = &["dsn", "worker", "beat", "metrics"];
 const WORKER_KEYS: &[&str] = &[
     "dsn",
+    "listen_dsn",
     "worker_id",
     "process_role",
     "queues",
@@ -52,7 +53,7 @@ const WORKER_KEYS: &[&str] = &[
     "pool_max_rss",
     "db_max_connections",
 ];
-const BEAT_KEYS: &[&str] = &["dsn", "interval"];
+const BEAT_KEYS: &[&str] = &["dsn", "listen_dsn", "interval"];
 const METRICS_KEYS: &[&str] = &[
     "addr",
     "port",

@@ -5,6 +5,7 @@
 
 pub mod beat;
 pub mod dsn;
+mod dsn_modes;
 pub mod duration;
 pub mod file;
 mod layers;

@@ -36,6 +36,9 @@ pub struct WorkerFlags {
     /// Config file (YAML or TOML); default: reproq.yaml|yml|toml in the working directory
     #[arg(long, env = "REPROQ_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Direct (not pooled) DSN for LISTEN/NOTIFY wake-ups, needed behind a transaction-mode pooler
+    #[arg(long, env = "REPROQ_LISTEN_DSN", hide_env_values = true)]
+    pub listen_dsn: Option<String>,
     /// Worker identity used for leases [default: HOSTNAME-PID]
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
@@ -192,6 +195,8 @@ impl std::str::FromStr for ExecutorMode {
 pub struct WorkerConfig {
     /// Where to connect.
     pub dsn: Dsn,
+    /// A direct DSN for the LISTEN session (behind a transaction-mode pooler).
+    pub listen_dsn: Option<Dsn>,
     /// Identity written to `leased_by`, `worker_ids` and `reproq_workers`.
     pub worker_id: String,
     /// Role label on events.
@@ -279,6 +284,8 @@ impl WorkerConfig {
         let top = layers.section(file, "");
         let section = layers.section(file, "worker");
         let dsn = resolve_dsn(&mut layers, flags.dsn.clone(), top, section, "worker");
+        let listen_dsn =
+            resolve_listen_dsn(&mut layers, flags.listen_dsn.clone(), section, "worker");
         let worker_id = layers.pick(
             "worker.worker_id",
             Some("worker_id"),
@@ -592,6 +599,7 @@ impl WorkerConfig {
                 Some(executor_mode),
             ) if layers.problems.is_empty() => Ok(WorkerConfig {
                 dsn,
+                listen_dsn,
                 worker_id,
                 process_role,
                 queues,
@@ -670,6 +678,41 @@ pub(crate) fn resolve_dsn(
                 setting.value = "[unparsable]".into();
             }
             layers.problem(key, format!("{error} (for {table_name})"));
+            None
+        }
+    }
+}
+
+/// `<table>.listen_dsn` < `REPROQ_LISTEN_DSN` < `--listen-dsn`: the direct DSN for
+/// sessions a transaction-mode pooler cannot keep (LISTEN, beat's leader lock).
+pub(crate) fn resolve_listen_dsn(
+    layers: &mut Layers<'_>,
+    flag: Option<String>,
+    table: Option<Section<'_>>,
+    table_name: &str,
+) -> Option<Dsn> {
+    let key = format!("{table_name}.listen_dsn");
+    let text = layers.pick(
+        &key,
+        Some("listen_dsn"),
+        flag.filter(|s| !s.is_empty()),
+        from_file(table, |s| s.string("listen_dsn")),
+        String::new(),
+    );
+    if text.is_empty() {
+        return None;
+    }
+    let parsed = text.parse::<Dsn>();
+    if let Some(setting) = layers.settings.iter_mut().rev().find(|s| s.key == key) {
+        setting.value = match &parsed {
+            Ok(dsn) => dsn.to_string(),
+            Err(_) => "[unparsable]".into(),
+        };
+    }
+    match parsed {
+        Ok(dsn) => Some(dsn),
+        Err(error) => {
+            layers.problem(&key, error.to_string());
             None
         }
     }

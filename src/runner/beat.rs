@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -115,8 +114,9 @@ struct RowTrouble {
 pub struct Beat {
     /// The database.
     pub pool: PgPool,
-    /// How the leader-lock session connects.
-    pub lock_options: PgConnectOptions,
+    /// How the leader-lock session connects: the DSN's host walk (a direct DSN behind
+    /// a transaction-mode pooler, where a session lock would be lost).
+    pub lock_connector: crate::db::Connector,
     /// Time between passes.
     pub interval: Duration,
 }
@@ -185,7 +185,7 @@ impl Beat {
             tracing::warn!("Lost the leader-lock session; reconnecting");
             *leader = None;
         }
-        let connect = PgConnection::connect_with(&self.lock_options);
+        let connect = crate::db::connect_one(&self.lock_connector);
         let Ok(Ok(mut conn)) = tokio::time::timeout(LOCK_CONNECT_TIMEOUT, connect).await else {
             return false;
         };

@@ -178,6 +178,7 @@ impl<E: Executor> Dispatcher<E> {
                 Err(error) => {
                     drop((first, first_unrecorded));
                     tracing::error!(error = %error, "Polling error");
+                    crate::db::pooler::report(&error);
                     self.idle(stop, tasks, stats).await;
                 }
             }

@@ -41,7 +41,7 @@ pub async fn take(pool: &PgPool, worker_id: &str) -> Identity {
             return Identity { conn: None, free };
         };
         conn.close_on_drop();
-        match registry::hold_identity(&mut *conn, worker_id).await {
+        match registry::hold_identity(&mut conn, worker_id).await {
             Ok(true) => {
                 return Identity {
                     conn: Some(conn),

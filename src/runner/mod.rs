@@ -53,6 +53,7 @@ pub struct Worker<E> {
     claimer: Claimer,
     wake: Arc<Notify>,
     observer: Observer,
+    listen_pool: Option<PgPool>,
 }
 
 impl<E: Executor> Worker<E> {
@@ -65,6 +66,7 @@ impl<E: Executor> Worker<E> {
         tracing::info!(claim_order = %order.describe(), "Claim order selected");
         Ok(Worker {
             config: Arc::new(config),
+            listen_pool: Some(pool.clone()),
             pool,
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
@@ -76,6 +78,13 @@ impl<E: Executor> Worker<E> {
     /// The same worker, reporting metrics and events through `observer`.
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// The same worker, taking LISTEN/NOTIFY wake-ups through `listen_pool` (a direct
+    /// DSN behind a transaction-mode pooler), or polling only when `None`.
+    pub fn with_listen_pool(mut self, listen_pool: Option<PgPool>) -> Self {
+        self.listen_pool = listen_pool;
         self
     }
 
@@ -116,13 +125,15 @@ impl<E: Executor> Worker<E> {
             observer: observer.clone(),
         };
         background.spawn(keeper.run(services.clone()));
-        let wake = self.wake.clone();
-        background.spawn(wake::listen(
-            self.pool.clone(),
-            config.queues.clone(),
-            move || wake.notify_one(),
-            services.clone(),
-        ));
+        if let Some(listen_pool) = self.listen_pool.clone() {
+            let wake = self.wake.clone();
+            background.spawn(wake::listen(
+                listen_pool,
+                config.queues.clone(),
+                move || wake.notify_one(),
+                services.clone(),
+            ));
+        }
 
         if self.executor.pool_stats().is_some() {
             background.spawn(sample_pool(

@@ -133,6 +133,12 @@ def main():
     elif name == "deep_return":
         levels = int(kwargs.get("levels", 100000))
         sys.stdout.write('{"ok": true, "return": ' + "[" * levels + "]" * levels + "}\n")
+    elif name == "journal":
+        # One line per execution in kwargs["file"] (counts re-runs), then a short sleep.
+        with open(kwargs["file"], "a") as handle:
+            handle.write("%s %.3f\n" % (args.result_id, time.time()))
+        time.sleep(float(kwargs.get("seconds", 0)))
+        emit({"ok": True, "return": args.result_id})
     elif name == "nan":
         sys.stdout.write('{"ok": true, "return": NaN}\n')
     else:
