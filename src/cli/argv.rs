@@ -51,8 +51,10 @@ pub fn normalize(command: &Command, args: Vec<OsString>) -> Vec<OsString> {
             None => break,
         }
     }
-    if current.has_subcommands() {
+    if current.has_subcommands() || current.get_positionals().next().is_some() {
         // A group (`triage`, `limit`) with an unknown verb: let the caller print usage.
+        // A command that takes positionals (`completions bash`, reproq's own, not Go's):
+        // clap's syntax as it is.
         out.extend(rest);
         return out;
     }

@@ -89,6 +89,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         pool: pool.clone(),
         lock_options: db::connect_options(&config.dsn, db::Plans::Auto)?,
         interval: config.interval,
+        systemd: super::systemd_notifier(),
     };
     beat.run(shutdown.stop.clone()).await;
     signals.abort();

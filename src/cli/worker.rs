@@ -99,7 +99,8 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?
-        .with_observer(services.observer.clone());
+        .with_observer(services.observer.clone())
+        .with_systemd(super::systemd_notifier());
     let summary = worker.run(shutdown.clone()).await;
     services.stop().await;
     signals.abort();

@@ -19,9 +19,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::watchdog::{self, Liveness, Supervision};
 use crate::beat::cron::Schedule;
 use crate::beat::spec;
 use crate::queue::periodic::{self, DueRow};
+use crate::systemd::Notifier;
 
 /// Longest back-off of a failing row, in passes.
 const MAX_BACKOFF_PASSES: u32 = 32;
@@ -121,6 +123,8 @@ pub struct Beat {
     pub lock_options: PgConnectOptions,
     /// Time between passes.
     pub interval: Duration,
+    /// Where readiness, status and watchdog pets go (disabled outside systemd).
+    pub systemd: Notifier,
 }
 
 impl Beat {
@@ -131,12 +135,17 @@ impl Beat {
         let mut leader: Option<PgConnection> = None;
         let mut standing_by = false;
         let mut trouble: HashMap<String, RowTrouble> = HashMap::new();
+        let (liveness, supervisor_done) = self.supervise(&stop);
+        let _supervisor = supervisor_done.drop_guard();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = stop.cancelled() => break,
+                () = liveness.pulse() => continue,
             }
-            if !self.hold_leadership(&mut leader).await {
+            let leading = liveness.during(self.hold_leadership(&mut leader)).await;
+            liveness.beat(usize::from(leading));
+            if !leading {
                 if !standing_by {
                     tracing::info!("Another beat holds the leader lock; standing by");
                     standing_by = true;
@@ -153,7 +162,7 @@ impl Beat {
                 .filter(|(_, t)| t.retry_at > now)
                 .map(|(n, _)| n.clone())
                 .collect();
-            match run_pass(&self.pool, &skip).await {
+            match liveness.during(run_pass(&self.pool, &skip)).await {
                 Ok(report) => self.record(report, &mut trouble),
                 Err(error) => {
                     tracing::error!(error = %error, enqueued = 0, "Failed to enqueue periodic tasks")
@@ -161,6 +170,27 @@ impl Beat {
             }
         }
         tracing::info!("Shutting down beat");
+    }
+
+    /// Starts the systemd supervisor for this loop; it stops when the token fires.
+    fn supervise(&self, stop: &CancellationToken) -> (Liveness, CancellationToken) {
+        let liveness = Liveness::default();
+        let done = CancellationToken::new();
+        let supervision = Supervision {
+            notifier: self.systemd.clone(),
+            liveness: liveness.clone(),
+            describe: Box::new(|leading| {
+                if leading == 1 {
+                    "leading"
+                } else {
+                    "standing by"
+                }
+                .to_owned()
+            }),
+            stopping: stop.clone(),
+        };
+        tokio::spawn(watchdog::supervise(supervision, done.clone()));
+        (liveness, done)
     }
 
     /// Keeps (or takes) the session-level advisory lock; false when another beat has it.

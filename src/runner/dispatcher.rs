@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::pipeline::{Pipeline, TaskReport};
+use super::watchdog::Liveness;
 use crate::executor::Executor;
 use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
 
@@ -52,6 +53,8 @@ pub struct Dispatcher<E> {
     pub claimer: Claimer,
     /// Wakes the loop early when work may have arrived.
     pub wake: Arc<Notify>,
+    /// The loop's heartbeat (readiness, status and the systemd watchdog).
+    pub liveness: Liveness,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -71,6 +74,7 @@ impl<E: Executor> Dispatcher<E> {
             while let Some(done) = tasks.try_join_next() {
                 count(stats, done);
             }
+            self.liveness.beat(tasks.len());
             if stop.is_cancelled() {
                 return StopReason::Requested;
             }
@@ -84,6 +88,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     Some(done) = tasks.join_next() => count(stats, done),
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -92,6 +97,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     () = tokio::time::sleep_until(until.into()) => {}
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -99,6 +105,7 @@ impl<E: Executor> Dispatcher<E> {
                 permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }
                 () = stop.cancelled() => return StopReason::Requested,
+                () = self.liveness.pulse() => continue,
             };
             if !tasks.is_empty() && slots.available_permits() == 0 && last_claim_found_work {
                 // Busy and only one slot free: give other slots a moment to free up so one
@@ -109,7 +116,10 @@ impl<E: Executor> Dispatcher<E> {
             if let Some(remaining) = remaining {
                 batch = batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
             }
-            let polled = self.poll(&mut next_queue, batch).await;
+            let polled = self
+                .liveness
+                .during(self.poll(&mut next_queue, batch))
+                .await;
             last_claim_found_work = matches!(&polled, Ok(claimed) if !claimed.is_empty());
             match polled {
                 Ok(claimed) if !claimed.is_empty() => {
@@ -136,12 +146,12 @@ impl<E: Executor> Dispatcher<E> {
                     if config.burst && tasks.is_empty() {
                         return StopReason::Drained;
                     }
-                    self.idle(stop, tasks, stats).await;
+                    self.liveness.during(self.idle(stop, tasks, stats)).await;
                 }
                 Err(error) => {
                     drop(first);
                     tracing::error!(error = %error, "Polling error");
-                    self.idle(stop, tasks, stats).await;
+                    self.liveness.during(self.idle(stop, tasks, stats)).await;
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod observer;
 pub mod pipeline;
 pub mod running;
 pub mod wake;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,9 @@ use lease_keeper::LeaseKeeper;
 use observer::Observer;
 use pipeline::{COMPLETION_DEADLINE, Pipeline};
 use running::Running;
+use watchdog::{Liveness, Supervision};
+
+use crate::systemd::Notifier;
 
 /// How a worker run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,7 @@ pub struct Worker<E> {
     claimer: Claimer,
     wake: Arc<Notify>,
     observer: Observer,
+    systemd: Notifier,
 }
 
 impl<E: Executor> Worker<E> {
@@ -67,12 +72,19 @@ impl<E: Executor> Worker<E> {
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
             observer: Observer::default(),
+            systemd: Notifier::disabled(),
         })
     }
 
     /// The same worker, reporting metrics and events through `observer`.
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// The same worker, notifying systemd (readiness, status, watchdog).
+    pub fn with_systemd(mut self, notifier: Notifier) -> Self {
+        self.systemd = notifier;
         self
     }
 
@@ -138,14 +150,27 @@ impl<E: Executor> Worker<E> {
             completer,
             observer,
         });
+        let liveness = Liveness::default();
+        let draining = shutdown.stop.child_token();
+        background.spawn(watchdog::supervise(
+            worker_supervision(
+                &self.systemd,
+                &liveness,
+                &draining,
+                config.concurrency.get(),
+            ),
+            services.clone(),
+        ));
         let dispatcher = Dispatcher {
             pipeline,
             claimer: self.claimer.clone(),
             wake: self.wake.clone(),
+            liveness,
         };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
+        draining.cancel();
         drain(&mut tasks, &mut stats, &shutdown, config.shutdown_timeout).await;
         // Drop the last completer handles (pipelines still running past the drain bound are
         // aborted): the completer then finishes its queue and ends.
@@ -212,6 +237,24 @@ impl<E: Executor> Worker<E> {
             services.clone(),
         ));
         registered_at
+    }
+}
+
+/// The worker's systemd status: running tasks and idle slots of the claim loop.
+fn worker_supervision(
+    notifier: &Notifier,
+    liveness: &Liveness,
+    draining: &CancellationToken,
+    concurrency: usize,
+) -> Supervision {
+    Supervision {
+        notifier: notifier.clone(),
+        liveness: liveness.clone(),
+        describe: Box::new(move |running| {
+            let idle = concurrency.saturating_sub(running);
+            format!("claiming: {running} running, {idle} idle slots")
+        }),
+        stopping: draining.clone(),
     }
 }
 
