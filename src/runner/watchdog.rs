@@ -137,10 +137,7 @@ pub async fn supervise(supervision: Supervision, done: CancellationToken) {
     loop {
         if !draining && stopping.is_cancelled() {
             draining = true;
-            notifier.send(&format!(
-                "STOPPING=1\n{}",
-                status(&format!("draining: {} running", liveness.load()))
-            ));
+            notifier.send(&stopping_message(liveness.load()));
         } else if !draining && liveness.started() {
             let text = status(&describe(liveness.load()));
             if !ready {
@@ -175,8 +172,15 @@ pub async fn supervise(supervision: Supervision, done: CancellationToken) {
     }
     if !draining && stopping.is_cancelled() {
         // The loop ended before the next tick noticed (a quick `--burst` run).
-        notifier.send("STOPPING=1");
+        notifier.send(&stopping_message(liveness.load()));
     }
+}
+
+fn stopping_message(running: usize) -> String {
+    format!(
+        "STOPPING=1\n{}",
+        status(&format!("draining: {running} running"))
+    )
 }
 
 #[cfg(test)]

@@ -13,5 +13,6 @@ mod ops;
 mod pool;
 mod schema;
 mod support;
+mod systemd;
 mod worker;
 mod workflow;
