@@ -12,6 +12,7 @@ mod enqueue;
 mod limit;
 mod man;
 mod migrate;
+mod progress;
 mod prune;
 mod replay;
 mod serve_http;
