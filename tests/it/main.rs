@@ -5,6 +5,7 @@
 mod beat;
 mod claim;
 mod cli;
+mod contrib;
 mod enqueue;
 mod http;
 mod lease;
