@@ -11,6 +11,7 @@ mod http;
 mod lease;
 mod limit;
 mod ops;
+mod packaging;
 mod pool;
 mod schema;
 mod support;
