@@ -174,14 +174,19 @@ async fn the_watchdog_is_still_petted_while_the_database_is_down() {
 
     proxy.set_down(true);
     let down_at = Instant::now();
+    // A loop stuck in the outage would be silent for more than 3 s and lose its pets;
+    // one riding it out is still petted 5 s in.
     let mut pets = 0;
-    while down_at.elapsed() < Duration::from_secs(6) {
+    loop {
         let message = notify.next("WATCHDOG=1 during the outage", 5).await;
         if message == "WATCHDOG=1" {
             pets += 1;
+            if down_at.elapsed() >= Duration::from_secs(5) {
+                break;
+            }
         }
     }
-    assert!(pets >= 8, "pets kept coming through 6 s of outage: {pets}");
+    assert!(pets >= 5, "pets kept coming through the outage: {pets}");
     let logs = std::fs::read_to_string(log.path()).unwrap();
     assert!(
         logs.contains("Polling error"),
