@@ -189,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn commands_with_positionals_keep_clap_syntax_and_others_keep_go_syntax() {
+        let tree = Command::new("reproq")
+            .subcommand(Command::new("completions").arg(Arg::new("shell")))
+            .subcommand(Command::new("worker").arg(Arg::new("dsn").long("dsn")));
+        let run = |args: &[&str]| -> Vec<String> {
+            normalize(&tree, args.iter().map(OsString::from).collect())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            run(&["r", "completions", "bash"]),
+            ["r", "completions", "bash"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "-dsn", "x", "extra"]),
+            ["r", "worker", "--dsn=x"]
+        );
+    }
+
+    #[test]
     fn help_and_unknown_flags_pass_through() {
         assert_eq!(run(&["r", "worker", "-h"]), ["r", "worker", "--help"]);
         assert_eq!(
