@@ -20,7 +20,7 @@ use crate::systemd::{Notifier, status};
 
 /// How often a waiting loop still beats.
 pub const PULSE: Duration = Duration::from_secs(1);
-/// How often the supervisor looks at the loop.
+/// How often the supervisor looks at the loop (more often for a short watchdog).
 const TICK: Duration = Duration::from_millis(200);
 
 /// The heartbeat a loop leaves for its supervisor; a cheap clone.
@@ -129,6 +129,8 @@ pub async fn supervise(supervision: Supervision, done: CancellationToken) {
     let watchdog = notifier.watchdog_interval();
     // A waiting loop beats every PULSE: allow a few before calling it stuck.
     let stale_after = watchdog.map(|w| w.max(PULSE * 3));
+    // Look often enough to pet on time even under a very short WatchdogSec.
+    let tick = watchdog.map_or(TICK, |w| TICK.min(w / 2).max(Duration::from_millis(5)));
     let mut ready = false;
     let mut draining = false;
     let mut last_status = String::new();
@@ -166,7 +168,7 @@ pub async fn supervise(supervision: Supervision, done: CancellationToken) {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(tick) => {}
             () = done.cancelled() => break,
         }
     }
