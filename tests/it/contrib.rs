@@ -254,15 +254,21 @@ fn alert_rules_pass_promtool() {
         eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
         return;
     }
-    let output = std::process::Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(contrib("prometheus/alerts.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // The syntax, then the unit tests of the rules (alerts.test.yml).
+    for (verb, file) in [
+        ("check", "prometheus/alerts.yml"),
+        ("test", "prometheus/alerts.test.yml"),
+    ] {
+        let output = std::process::Command::new("promtool")
+            .args([verb, "rules"])
+            .arg(contrib(file))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {verb} rules {file}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
