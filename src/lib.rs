@@ -21,6 +21,8 @@
 //!   (batched success writes); `lease_keeper`, `stall` (one-row writes that wait on a
 //!   lock), `identity` (the `worker_id` lock), `maintenance` (reclaimer, registry),
 //!   `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//! - `systemd.rs`: the sd_notify protocol (readiness, status, watchdog);
+//!   `runner/watchdog.rs` decides when the claim (or beat) loop is alive.
 //! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.
 //! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
 //!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing
@@ -46,6 +48,7 @@ pub mod queue;
 pub mod runner;
 pub mod shutdown;
 pub mod spec;
+pub mod systemd;
 pub mod telemetry;
 
 /// The crate version, written to `reproq_workers.version` and `reproq --version`.

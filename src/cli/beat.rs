@@ -92,6 +92,7 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         pool: pool.clone(),
         lock_connector,
         interval: config.interval,
+        systemd: super::systemd_notifier(),
     };
     beat.run(shutdown.clone()).await;
     signals.abort();

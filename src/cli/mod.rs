@@ -6,11 +6,14 @@
 pub mod argv;
 mod beat;
 mod cancel;
+mod completions;
 mod connect;
 mod enqueue;
 mod limit;
 mod loopback;
+mod man;
 mod migrate;
+mod progress;
 mod prune;
 mod replay;
 mod serve_http;
@@ -32,7 +35,7 @@ pub fn version_line() -> String {
     format!("reproq-worker version {}", crate::VERSION)
 }
 
-const USAGE: &str = "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version> [args]";
+const USAGE: &str = "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version|completions|man> [args]";
 
 /// reproq: run background tasks out of PostgreSQL (a drop-in for the Go reproq-worker).
 #[derive(Debug, Parser)]
@@ -70,6 +73,22 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print the version
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Write man pages (reproq.1, reproq-<subcommand>.1) into a directory
+    Man(man::ManArgs),
+}
+
+/// The systemd notifier `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` describe
+/// (disabled when the service does not run under systemd's `Type=notify`).
+fn systemd_notifier() -> crate::systemd::Notifier {
+    let var = |name| std::env::var(name).ok();
+    let env = crate::systemd::SystemdEnv {
+        notify_socket: var("NOTIFY_SOCKET"),
+        watchdog_usec: var("WATCHDOG_USEC"),
+        watchdog_pid: var("WATCHDOG_PID"),
+    };
+    crate::systemd::Notifier::from_env(&env, std::process::id())
 }
 
 /// A bad flag or argument combination: exit status 2.
@@ -177,6 +196,8 @@ async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result
             println!("{}", version_line());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions(args) => args.run(),
+        Command::Man(args) => args.run(),
     }
 }
 

@@ -111,7 +111,8 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         .await
         .context("inspecting the schema")?
         .with_observer(services.observer.clone())
-        .with_listen_pool(listen_pool);
+        .with_listen_pool(listen_pool)
+        .with_systemd(super::systemd_notifier());
     let summary = worker.run(shutdown.clone()).await;
     // Bounded: a frozen database must not keep the process alive (README "Failure modes").
     let bound = std::time::Duration::from_secs(1);

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::pipeline::{Pipeline, TaskReport};
+use super::watchdog::Liveness;
 use crate::executor::Executor;
 use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
 
@@ -60,6 +61,8 @@ pub struct Dispatcher<E> {
     pub claimer: Claimer,
     /// Wakes the loop early when work may have arrived.
     pub wake: Arc<Notify>,
+    /// The loop's heartbeat (readiness, status and the systemd watchdog).
+    pub liveness: Liveness,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -80,6 +83,7 @@ impl<E: Executor> Dispatcher<E> {
             while let Some(done) = tasks.try_join_next() {
                 count(stats, done);
             }
+            self.liveness.beat(tasks.len());
             if stop.is_cancelled() {
                 return StopReason::Requested;
             }
@@ -93,6 +97,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     Some(done) = tasks.join_next() => count(stats, done),
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -101,6 +106,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     () = tokio::time::sleep_until(until.into()) => {}
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -113,6 +119,7 @@ impl<E: Executor> Dispatcher<E> {
                 permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }
                 () = stop.cancelled() => return StopReason::Requested,
+                () = self.liveness.pulse() => continue,
             };
             if !tasks.is_empty() && slots.available_permits() == 0 && last_claim_found_work {
                 // Busy and only one slot free: give other slots a moment to free up so one
@@ -130,7 +137,7 @@ impl<E: Executor> Dispatcher<E> {
             // frozen database it would never answer (those rows, if the claim landed,
             // are reclaimed once their lease expires).
             let polled = tokio::select! {
-                polled = self.poll(&mut next_queue, batch) => polled,
+                polled = self.liveness.during(self.poll(&mut next_queue, batch)) => polled,
                 () = async {
                     stop.cancelled().await;
                     tokio::time::sleep(CLAIM_GRACE).await;
@@ -173,13 +180,13 @@ impl<E: Executor> Dispatcher<E> {
                     if config.burst && tasks.is_empty() {
                         return StopReason::Drained;
                     }
-                    self.idle(stop, tasks, stats).await;
+                    self.liveness.during(self.idle(stop, tasks, stats)).await;
                 }
                 Err(error) => {
                     drop((first, first_unrecorded));
                     tracing::error!(error = %error, "Polling error");
                     crate::db::pooler::report(&error);
-                    self.idle(stop, tasks, stats).await;
+                    self.liveness.during(self.idle(stop, tasks, stats)).await;
                 }
             }
         }

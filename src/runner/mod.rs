@@ -15,6 +15,7 @@ pub mod record;
 pub mod running;
 pub mod stall;
 pub mod wake;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,9 @@ use lease_keeper::LeaseKeeper;
 use observer::Observer;
 use pipeline::Pipeline;
 use running::Running;
+use watchdog::{Liveness, Supervision};
+
+use crate::systemd::Notifier;
 
 /// How a worker run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,7 @@ pub struct Worker<E> {
     wake: Arc<Notify>,
     observer: Observer,
     listen_pool: Option<PgPool>,
+    systemd: Notifier,
 }
 
 impl<E: Executor> Worker<E> {
@@ -72,6 +77,7 @@ impl<E: Executor> Worker<E> {
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
             observer: Observer::default(),
+            systemd: Notifier::disabled(),
         })
     }
 
@@ -85,6 +91,12 @@ impl<E: Executor> Worker<E> {
     /// DSN behind a transaction-mode pooler), or polling only when `None`.
     pub fn with_listen_pool(mut self, listen_pool: Option<PgPool>) -> Self {
         self.listen_pool = listen_pool;
+        self
+    }
+
+    /// The same worker, notifying systemd (readiness, status, watchdog).
+    pub fn with_systemd(mut self, notifier: Notifier) -> Self {
+        self.systemd = notifier;
         self
     }
 
@@ -154,14 +166,27 @@ impl<E: Executor> Worker<E> {
             completer,
             observer,
         });
+        let liveness = Liveness::default();
+        let draining = shutdown.stop.child_token();
+        background.spawn(watchdog::supervise(
+            worker_supervision(
+                &self.systemd,
+                &liveness,
+                &draining,
+                config.concurrency.get(),
+            ),
+            services.clone(),
+        ));
         let dispatcher = Dispatcher {
             pipeline,
             claimer: self.claimer.clone(),
             wake: self.wake.clone(),
+            liveness,
         };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
+        draining.cancel();
         let hard_deadline = drain(
             &mut tasks,
             &mut stats,
@@ -276,6 +301,24 @@ impl<E: Executor> Worker<E> {
             services.clone(),
         ));
         registered_at
+    }
+}
+
+/// The worker's systemd status: running tasks and idle slots of the claim loop.
+fn worker_supervision(
+    notifier: &Notifier,
+    liveness: &Liveness,
+    draining: &CancellationToken,
+    concurrency: usize,
+) -> Supervision {
+    Supervision {
+        notifier: notifier.clone(),
+        liveness: liveness.clone(),
+        describe: Box::new(move |running| {
+            let idle = concurrency.saturating_sub(running);
+            format!("claiming: {running} running, {idle} idle slots")
+        }),
+        stopping: draining.clone(),
     }
 }
 
