@@ -203,12 +203,33 @@ async fn a_small_pool_bounds_the_workers_connections() {
     let mut worker = Spawned::start(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut most = 0;
-    while finished(&mut conn).await < 40 {
-        most = most.max(others(&mut conn).await.len());
+    let mut at_most = Vec::new();
+    // Sampled once a task has finished: the start-up check's connection (closed before
+    // the pool opens any) may linger on the server for a moment under load.
+    loop {
+        let done = finished(&mut conn).await;
+        if done >= 40 {
+            break;
+        }
+        if done == 0 {
+            assert!(Instant::now() < deadline, "{}", worker.output());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let seen = others(&mut conn).await;
+        if seen.len() > most {
+            most = seen.len();
+            at_most = seen;
+        }
         assert!(Instant::now() < deadline, "{}", worker.output());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(most <= 3, "{most} connections with --db-max-connections 3");
+    assert!(
+        most <= 3,
+        "{most} connections with --db-max-connections 3: {at_most:?}"
+    );
+    // LISTEN and the identity lock hold theirs for good: the samples saw the pool.
+    assert!(most >= 2, "sampled {most} connections only");
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(30).await.success());
 }
