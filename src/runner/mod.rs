@@ -5,6 +5,7 @@
 pub mod beat;
 pub mod completer;
 pub mod dispatcher;
+pub mod idle;
 pub mod lease_keeper;
 pub mod maintenance;
 pub mod memory_log;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::executor::process::TERM_GRACE;
-use crate::queue::{Claimer, claim_order, registry};
+use crate::queue::{Claimer, claim_order, registry, waiters};
 use crate::shutdown::Shutdown;
 use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
@@ -49,6 +50,8 @@ pub struct Worker<E> {
     executor: Arc<E>,
     claimer: Claimer,
     wake: Arc<Notify>,
+    /// Set when the database has the wake-on-insert triggers.
+    wake_on_insert: Option<Arc<wake::ListenState>>,
     observer: Observer,
 }
 
@@ -60,12 +63,23 @@ impl<E: Executor> Worker<E> {
     pub async fn new(config: WorkerConfig, pool: PgPool, executor: E) -> Result<Self, sqlx::Error> {
         let order = claim_order::detect(&pool, config.priority_aging_factor).await?;
         tracing::info!(claim_order = %order.describe(), "Claim order selected");
+        let wake_on_insert = waiters::installed(&pool).await?;
+        tracing::info!(
+            wake_on_insert,
+            "{}",
+            if wake_on_insert {
+                "Wake-on-insert triggers found; idle workers are notified of new tasks"
+            } else {
+                "No wake-on-insert triggers; tasks inserted without NOTIFY are found by polling"
+            }
+        );
         Ok(Worker {
             config: Arc::new(config),
             pool,
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
+            wake_on_insert: wake_on_insert.then(|| Arc::new(wake::ListenState::default())),
             observer: Observer::default(),
         })
     }
@@ -117,6 +131,7 @@ impl<E: Executor> Worker<E> {
         background.spawn(wake::listen(
             self.pool.clone(),
             config.queues.clone(),
+            self.wake_on_insert.clone().unwrap_or_default(),
             move || wake.notify_one(),
             services.clone(),
         ));
@@ -142,6 +157,7 @@ impl<E: Executor> Worker<E> {
             pipeline,
             claimer: self.claimer.clone(),
             wake: self.wake.clone(),
+            wake_on_insert: self.wake_on_insert.clone(),
         };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
