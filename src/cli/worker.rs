@@ -90,6 +90,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let pool = db::connect(&config.dsn, db::MAX_CONNECTIONS, db::Plans::Generic)
         .await
         .context("opening the database")?;
+    warn_about_missing_schema(&pool, &config).await;
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
@@ -106,6 +107,25 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     pool.close().await;
     tracing::info!(reason = ?summary.reason, "Exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs one WARN when the schema lacks what `reproq migrate` adds (the worker runs
+/// without it, only slower).
+async fn warn_about_missing_schema(pool: &sqlx::PgPool, config: &WorkerConfig) {
+    match db::readiness::missing(pool).await {
+        Ok(missing) if !missing.is_empty() => {
+            let what: Vec<&str> = missing.iter().map(|m| m.what).collect();
+            let cost: Vec<&str> = missing.iter().map(|m| m.cost).collect();
+            tracing::warn!(
+                missing = %what.join("; "),
+                cost = %cost.join("; "),
+                fix = %db::readiness::fix_command(&config.dsn.to_string()),
+                "Schema lacks what `reproq migrate` adds; run the fix command (safe on a live database)"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(error = %error, "could not inspect the schema"),
+    }
 }
 
 /// Prints every setting with its source and checks that the database answers.
@@ -139,8 +159,25 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
     }
     check_http(&config).await;
     match crate::db::connect(&config.dsn, 1, crate::db::Plans::Auto).await {
-        Ok(_) => {
+        Ok(pool) => {
             println!("database: ok ({})", config.dsn);
+            match db::readiness::missing(&pool).await {
+                Ok(missing) => {
+                    for item in &missing {
+                        println!(
+                            "warning: schema lacks the {}: {}",
+                            item.what, item.cost
+                        );
+                    }
+                    if !missing.is_empty() {
+                        println!(
+                            "warning: fix on the live database with: {}",
+                            db::readiness::fix_command(&config.dsn.to_string())
+                        );
+                    }
+                }
+                Err(error) => println!("warning: could not inspect the schema: {error}"),
+            }
             println!("configuration is valid");
             ExitCode::SUCCESS
         }

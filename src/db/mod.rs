@@ -2,6 +2,7 @@
 //! SQL lives only here and in `queue/`.
 
 pub mod migrate;
+pub mod readiness;
 
 use std::time::Duration;
 

@@ -14,13 +14,7 @@ pub const LOCK_CLASS: i32 = 1_380_995_665;
 /// # Errors
 /// Database errors while reading the catalogue.
 pub async fn installed(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        r#"select to_regclass('reproq_queue_waiters') is not null
-              and (select count(*) from pg_trigger
-                   where tgrelid = to_regclass('task_runs')
-                     and tgname in ('trg_task_runs_wake_on_insert', 'trg_task_runs_wake_on_ready')
-                     and tgenabled <> 'D') = 2"#,
-    )
+    sqlx::query_scalar(crate::db::readiness::WAKE_ON_INSERT_PRESENT)
     .fetch_one(pool)
     .await
 }
