@@ -67,6 +67,9 @@ pub async fn listen(
         return;
     }
     state.subscribed();
+    // A claim loop that went idle before the subscription existed polls; wake it so it
+    // marks its queues now.
+    wake();
     loop {
         tokio::select! {
             received = listener.try_recv() => match received {

@@ -5,6 +5,7 @@
 mod beat;
 mod claim;
 mod cli;
+mod django_path;
 mod enqueue;
 mod http;
 mod lease;
@@ -13,5 +14,6 @@ mod ops;
 mod pool;
 mod schema;
 mod support;
+mod wakeup;
 mod worker;
 mod workflow;
