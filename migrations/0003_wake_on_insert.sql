@@ -5,30 +5,34 @@
 -- The protocol (the worker side is `src/runner/idle.rs`):
 --
 -- * An idle worker LISTENs on `reproq_tasks`, then marks each of its queues as waited
---   on (a row in `reproq_queue_waiters`) in a transaction that also takes
---   `pg_try_advisory_xact_lock(1380995665, hashtext(queue))`, then looks for runnable
---   rows once more, then sleeps until the earliest future `run_after`, the poll
---   backoff, or a notification.
--- * The triggers below call `reproq_wake_waiters(queues)` for READY rows inserted (one
---   call per statement, from the transition table) and rows that become READY (retry,
---   replay, requeue, reclaim) or whose `run_after` moves. It takes the same advisory
---   lock in shared mode, then NOTIFYs each queue that has a waiter row and deletes that
---   row. No waiter, no NOTIFY: a busy fleet never waits on the notify lock.
--- * The lock closes the race between an INSERT that did not see the mark yet and a
---   worker whose re-check could not see the uncommitted row: such an inserter still
---   holds the shared lock, so the worker's try-lock fails and it polls again shortly.
--- * In REPEATABLE READ / SERIALIZABLE transactions (their snapshot may predate the
---   mark) and for statements touching more than 32 queues (bounded lock use), the
---   function notifies unconditionally.
+--   on (a row in the unlogged `reproq_queue_waiters`), then lists the transactions
+--   still writing `task_runs` (their ROW EXCLUSIVE locks in `pg_locks`), then, once
+--   those have ended, looks for runnable rows once more, then sleeps until the earliest
+--   future `run_after`, the poll backoff, or a notification.
+-- * The triggers below run for READY rows inserted (once per statement, queues taken
+--   from the transition table) and rows that become READY (retry, replay, requeue,
+--   reclaim) or whose `run_after` moves. They look for a waiter row first; only when
+--   there is one do they NOTIFY its queue and delete the row. No waiter, no NOTIFY: a
+--   busy fleet never waits on the database-wide notify lock, and an insert pays one
+--   probe of a table that is almost always empty.
+-- * An INSERT holds its ROW EXCLUSIVE lock on `task_runs` from before its trigger looks
+--   for waiters until after it commits. So an insert that looked before the mark was
+--   committed is either over before the worker lists the writers (and the worker's
+--   re-check sees its row) or among the writers the worker waits for; any later insert
+--   sees the mark. No task waits for the poll because of that race.
+-- * REPEATABLE READ / SERIALIZABLE transactions look for waiters with a snapshot that
+--   may predate the mark, so they always notify.
 --
 -- Everything is additive: the Go worker and reproq-django ignore it, and an insert into
 -- a database without it is still found by polling.
 
-CREATE TABLE IF NOT EXISTS reproq_queue_waiters (
+CREATE UNLOGGED TABLE IF NOT EXISTS reproq_queue_waiters (
     queue_name TEXT PRIMARY KEY,
     marked_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
 );
 
+-- NOTIFYs each of `queues` that has a waiter and clears its mark. Callers have checked
+-- that a waiter row exists (or that their snapshot cannot tell).
 CREATE OR REPLACE FUNCTION reproq_wake_waiters(queues TEXT[]) RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -37,13 +41,12 @@ BEGIN
     IF queues IS NULL OR cardinality(queues) = 0 THEN
         RETURN;
     END IF;
-    IF cardinality(queues) > 32 OR current_setting('transaction_isolation') <> 'read committed' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
         PERFORM pg_notify('reproq_tasks', q) FROM unnest(queues) AS q;
         RETURN;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1380995665, hashtext(q)) FROM unnest(queues) AS q;
-    -- A fresh snapshot (read committed), taken after the lock: a mark committed before
-    -- the lock was granted is seen here.
+    -- A row another inserter is deleting right now is still visible: notify it too
+    -- (NOTIFY deduplicates within a transaction; listeners tolerate a spare wake-up).
     WITH visible AS (
         SELECT w.queue_name FROM reproq_queue_waiters w WHERE w.queue_name = ANY (queues)
     ), cleared AS (
@@ -63,9 +66,12 @@ $$;
 CREATE OR REPLACE FUNCTION reproq_wake_on_insert() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM reproq_wake_waiters(ARRAY(
-        SELECT DISTINCT n.queue_name FROM reproq_inserted_rows n WHERE n.status = 'READY'
-    ));
+    IF EXISTS (SELECT 1 FROM reproq_queue_waiters)
+       OR current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM reproq_wake_waiters(ARRAY(
+            SELECT DISTINCT n.queue_name FROM reproq_inserted_rows n WHERE n.status = 'READY'
+        ));
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -73,15 +79,14 @@ $$;
 CREATE OR REPLACE FUNCTION reproq_wake_on_ready() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM reproq_wake_waiters(ARRAY[NEW.queue_name]);
+    IF EXISTS (SELECT 1 FROM reproq_queue_waiters)
+       OR current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM reproq_wake_waiters(ARRAY[NEW.queue_name]);
+    END IF;
     RETURN NULL;
 END;
 $$;
 
--- Created only when absent (CREATE TRIGGER locks task_runs against writes for a moment;
--- a re-run takes no lock at all), and with a bounded wait for that lock on a live
--- database: a long transaction makes `reproq migrate` fail and say so, instead of
--- queueing every insert behind it.
 DO $$
 BEGIN
     IF NOT EXISTS (

@@ -15,7 +15,8 @@
 //! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.
 //! - `runner/`: the long-lived services: `dispatcher` (claim loop) → `pipeline` (one
 //!   task) → `completer` (batched success writes); `lease_keeper`, `maintenance`
-//!   (reclaimer, registry), `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//!   (reclaimer, registry), `wake` (LISTEN/NOTIFY), `idle` (how long an idle claim
+//!   loop sleeps; the worker's half of wake-on-insert), `beat` (scheduler loop).
 //! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.
 //! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
 //!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing

@@ -1,13 +1,11 @@
 //! The worker's half of wake-on-insert (`migrations/0003_wake_on_insert.sql` has the
-//! trigger's half and the protocol): marking queues as waited on, and the re-check that
-//! follows, which also says when the next delayed task falls due.
+//! trigger's half and the protocol): marking queues as waited on, listing the inserts
+//! that may have missed the mark, and the re-check that follows, which also says when
+//! the next delayed task falls due.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
-
-/// The advisory lock class shared with `reproq_wake_waiters()` ("RPRQ").
-pub const LOCK_CLASS: i32 = 1_380_995_665;
 
 /// Whether the wake-on-insert triggers and their table are installed.
 ///
@@ -19,31 +17,41 @@ pub async fn installed(pool: &PgPool) -> Result<bool, sqlx::Error> {
     .await
 }
 
-/// Marks `queues` as waited on. Returns `false` when an inserter that may not have seen
-/// the mark is still in flight on one of them (its shared lock is held): the caller must
-/// not rely on a notification and polls again soon.
+/// Marks `queues` as waited on (committed when this returns).
 ///
 /// # Errors
 /// Database errors.
-pub async fn mark(pool: &PgPool, queues: &[String]) -> Result<bool, sqlx::Error> {
+pub async fn mark(pool: &PgPool, queues: &[String]) -> Result<(), sqlx::Error> {
     // Sorted, so two workers marking overlapping queue sets never deadlock on the keys.
-    let free: Option<bool> = sqlx::query_scalar(
-        r#"with queues as (
-               select distinct q from unnest($1::text[]) as q
-           ), locked as (
-               select bool_and(pg_try_advisory_xact_lock($2::int4, hashtext(q))) as free from queues
-           ), marked as (
-               insert into reproq_queue_waiters (queue_name)
-               select q from queues order by q
-               on conflict (queue_name) do nothing
-           )
-           select free from locked"#,
+    sqlx::query(
+        r#"insert into reproq_queue_waiters (queue_name)
+           select distinct q from unnest($1::text[]) as q order by q
+           on conflict (queue_name) do nothing"#,
     )
     .bind(queues)
-    .bind(LOCK_CLASS)
-    .fetch_one(pool)
+    .execute(pool)
     .await?;
-    Ok(free.unwrap_or(true))
+    Ok(())
+}
+
+/// The other transactions writing `task_runs` right now (virtual transaction ids of the
+/// holders of its ROW EXCLUSIVE lock), or, given `among`, those of `among` still
+/// writing. An insert that looked for waiters before a mark was committed is among the
+/// writers listed after it, until it has committed.
+///
+/// # Errors
+/// Database errors.
+pub async fn writers(pool: &PgPool, among: Option<&[String]>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"select distinct l.virtualtransaction from pg_locks l
+           where l.locktype = 'relation' and l.relation = to_regclass('task_runs')
+             and l.database = (select oid from pg_database where datname = current_database())
+             and l.mode = 'RowExclusiveLock' and l.granted and l.pid <> pg_backend_pid()
+             and ($1::text[] is null or l.virtualtransaction = any($1::text[]))"#,
+    )
+    .bind(among)
+    .fetch_all(pool)
+    .await
 }
 
 /// What the re-check after marking found.

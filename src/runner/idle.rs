@@ -8,14 +8,16 @@
 //!    subscription, and again after the subscription was renewed);
 //! 2. marks its queues as waited on, unless they are still marked from its last sleep
 //!    (a mark lasts until an insert clears it, and that insert's NOTIFY wakes us);
-//! 3. looks for runnable rows once more (a row committed between the claim and the
+//! 3. lists the transactions writing `task_runs` right now: an insert that looked for
+//!    waiters before the mark was committed is among them until it commits, so while
+//!    any is left the loop polls again after a few milliseconds (doubling, up to the
+//!    poll backoff; the mark already catches every later insert);
+//! 4. looks for runnable rows once more (a row committed between the claim and the
 //!    mark was not notified), and for the earliest future `run_after`;
-//! 4. sleeps until that `run_after`, the poll backoff or a notification.
+//! 5. sleeps until that `run_after`, the poll backoff or a notification.
 //!
-//! Step 2 fails when an inserter that may have missed the mark is still in flight; the
-//! loop then polls again after a few milliseconds (doubling, up to the poll backoff)
-//! instead of trusting a notification. Queries per idle second are today's: a still-
-//! valid mark costs nothing, and steps 2–3 run only after a notification or a due timer.
+//! Queries per idle second are today's: a still-valid mark costs nothing, and steps
+//! 2–4 run only after a notification, a due timer or while writers are in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub struct Idler {
     listen: Option<Arc<ListenState>>,
     /// The listener generation under which our queues are known to be marked.
     marked: Option<u64>,
+    /// Writers of `task_runs` that may have missed the mark and have not committed yet.
+    writers: Vec<String>,
     need_check: bool,
     next_due: Option<Instant>,
     in_flight_delay: Duration,
@@ -65,6 +69,7 @@ impl Idler {
             queues,
             listen,
             marked: None,
+            writers: Vec::new(),
             need_check: false,
             next_due: None,
             in_flight_delay: IN_FLIGHT_FIRST,
@@ -81,23 +86,32 @@ impl Idler {
             self.marked = None;
             return Some(pause);
         };
-        if self.marked != Some(generation) {
-            match waiters::mark(&self.pool, &self.queues).await {
-                Ok(true) => {
-                    self.marked = Some(generation);
-                    self.in_flight_delay = IN_FLIGHT_FIRST;
-                    self.need_check = true;
-                }
-                Ok(false) => {
-                    let delay = self.in_flight_delay.min(pause);
-                    self.in_flight_delay = (self.in_flight_delay * 2).min(pause);
-                    return Some(delay);
-                }
-                Err(error) => {
-                    tracing::debug!(error = %error, "marking queues as waited on failed; polling");
-                    return Some(pause);
-                }
+        let writers = if self.marked != Some(generation) {
+            if let Err(error) = waiters::mark(&self.pool, &self.queues).await {
+                tracing::debug!(error = %error, "marking queues as waited on failed; polling");
+                return Some(pause);
             }
+            self.marked = Some(generation);
+            self.need_check = true;
+            self.in_flight_delay = IN_FLIGHT_FIRST;
+            waiters::writers(&self.pool, None).await
+        } else if self.writers.is_empty() {
+            Ok(Vec::new())
+        } else {
+            waiters::writers(&self.pool, Some(&self.writers)).await
+        };
+        match writers {
+            Ok(writers) => self.writers = writers,
+            Err(error) => {
+                tracing::debug!(error = %error, "listing writers failed; polling");
+                self.marked = None;
+                return Some(pause);
+            }
+        }
+        if !self.writers.is_empty() {
+            let delay = self.in_flight_delay.min(pause);
+            self.in_flight_delay = (self.in_flight_delay * 2).min(pause);
+            return Some(delay);
         }
         if self.need_check {
             self.need_check = false;

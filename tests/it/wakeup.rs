@@ -81,10 +81,9 @@ async fn trigger_notifies_only_waited_on_queues_once_per_statement() {
         assert!(got.is_empty(), "{variant:?}: {got:?}");
 
         // One ORM-shaped row into a waited-on queue: one notification, mark cleared.
-        let free = reproq::queue::waiters::mark(&db.pool, &queues(&["default", "idle"]))
+        reproq::queue::waiters::mark(&db.pool, &queues(&["default", "idle"]))
             .await
             .unwrap();
-        assert!(free, "{variant:?}: no inserter is in flight");
         orm_insert(&db.pool, "default", 1, None).await;
         let got = notifications_until_sentinel(&mut listener, &db.pool).await;
         assert_eq!(got, ["default"], "{variant:?}");
@@ -168,9 +167,9 @@ async fn rows_becoming_ready_notify_and_claims_do_not() {
 }
 
 #[tokio::test]
-async fn a_mark_is_refused_while_an_insert_is_in_flight() {
-    // The race the advisory lock closes: an insert that ran before the mark, committed
-    // after the worker's re-check. The worker must hear that it cannot rely on a NOTIFY.
+async fn an_insert_in_flight_during_the_mark_is_listed_until_it_commits() {
+    // The race the writer list closes: an insert that looked for waiters before the mark
+    // and commits after the worker's re-check. The worker must see it is still running.
     let db = TestDb::new(Variant::Sql).await;
     let mut inserter = db.pool.begin().await.unwrap();
     sqlx::query_scalar::<_, i64>(ORM_INSERT)
@@ -181,18 +180,18 @@ async fn a_mark_is_refused_while_an_insert_is_in_flight() {
         .await
         .unwrap();
     let queues = queues(&["default"]);
-    assert!(
-        !reproq::queue::waiters::mark(&db.pool, &queues)
-            .await
-            .unwrap(),
-        "an uncommitted insert holds its queue's shared lock"
-    );
+    reproq::queue::waiters::mark(&db.pool, &queues).await.unwrap();
+    let writers = reproq::queue::waiters::writers(&db.pool, None)
+        .await
+        .unwrap();
+    assert_eq!(writers.len(), 1, "the uncommitted insert is a writer");
+    let due = reproq::queue::waiters::due(&db.pool, &queues).await.unwrap();
+    assert!(!due.now, "its row is not visible yet");
     inserter.commit().await.unwrap();
-    assert!(
-        reproq::queue::waiters::mark(&db.pool, &queues)
-            .await
-            .unwrap()
-    );
+    let still = reproq::queue::waiters::writers(&db.pool, Some(&writers))
+        .await
+        .unwrap();
+    assert!(still.is_empty(), "{still:?}");
     let due = reproq::queue::waiters::due(&db.pool, &queues).await.unwrap();
     assert!(due.now, "the committed row is seen by the re-check");
 }
