@@ -45,11 +45,10 @@ BEGIN
         PERFORM pg_notify('reproq_tasks', q) FROM unnest(queues) AS q;
         RETURN;
     END IF;
-    -- A row another inserter is deleting right now is still visible: notify it too
-    -- (NOTIFY deduplicates within a transaction; listeners tolerate a spare wake-up).
-    WITH visible AS (
-        SELECT w.queue_name FROM reproq_queue_waiters w WHERE w.queue_name = ANY (queues)
-    ), cleared AS (
+    -- Only the insert that takes the row notifies: one NOTIFY per mark. An insert that
+    -- skips a row another one is deleting is covered by that one's NOTIFY, or, if it
+    -- commits later, by the worker's writer list (it holds ROW EXCLUSIVE until then).
+    WITH cleared AS (
         DELETE FROM reproq_queue_waiters w
         WHERE w.queue_name IN (
             SELECT v.queue_name FROM reproq_queue_waiters v
@@ -58,8 +57,7 @@ BEGIN
         )
         RETURNING w.queue_name
     )
-    SELECT count(pg_notify('reproq_tasks', s.queue_name)) INTO woken
-    FROM (SELECT queue_name FROM visible UNION SELECT queue_name FROM cleared) s;
+    SELECT count(pg_notify('reproq_tasks', c.queue_name)) INTO woken FROM cleared c;
 END;
 $$;
 

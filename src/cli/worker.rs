@@ -164,10 +164,7 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
             match db::readiness::missing(&pool).await {
                 Ok(missing) => {
                     for item in &missing {
-                        println!(
-                            "warning: schema lacks the {}: {}",
-                            item.what, item.cost
-                        );
+                        println!("warning: schema lacks the {}: {}", item.what, item.cost);
                     }
                     if !missing.is_empty() {
                         println!(

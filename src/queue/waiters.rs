@@ -13,8 +13,8 @@ use sqlx::PgPool;
 /// Database errors while reading the catalogue.
 pub async fn installed(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(crate::db::readiness::WAKE_ON_INSERT_PRESENT)
-    .fetch_one(pool)
-    .await
+        .fetch_one(pool)
+        .await
 }
 
 /// Marks `queues` as waited on (committed when this returns).

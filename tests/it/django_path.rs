@@ -28,7 +28,10 @@ async fn without_our_additions() -> TestDb {
 async fn migrate_check_lists_what_is_missing_and_changes_nothing() {
     // The bare tables of Django's own migration.
     let db = TestDb::empty().await;
-    sqlx::raw_sql(DJANGO_SCHEMA).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(DJANGO_SCHEMA)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let check = reproq(&["migrate", "--check", "--dsn", &db.url], &[], None);
     assert_eq!(check.status.code(), Some(1), "{check:?}");
     let text = stdout(&check);
@@ -73,7 +76,10 @@ async fn the_worker_warns_once_at_start_up_about_a_schema_without_our_additions(
     assert_eq!(warning["level"], "WARN", "{warning}");
     let missing = warning["missing"].as_str().unwrap();
     assert!(missing.contains("idx_task_runs_claim_rank"), "{warning}");
-    assert!(missing.contains("trg_task_runs_wake_on_insert"), "{warning}");
+    assert!(
+        missing.contains("trg_task_runs_wake_on_insert"),
+        "{warning}"
+    );
     assert!(
         warning["cost"]
             .as_str()
@@ -126,7 +132,14 @@ async fn pool_mode_relays_the_conn_max_age_advice_once() {
     // Two runners, so each sends the advice; the worker logs it once.
     let log = worker_log(
         &db,
-        &["--executor-mode", "pool", "--concurrency", "2", "--pool-max-tasks", "1"],
+        &[
+            "--executor-mode",
+            "pool",
+            "--concurrency",
+            "2",
+            "--pool-max-tasks",
+            "1",
+        ],
     );
     let advice = lines_with(&log, "django_conn_max_age_zero");
     assert_eq!(advice.len(), 1, "{log}");
@@ -145,5 +158,8 @@ async fn pool_mode_relays_the_conn_max_age_advice_once() {
     )
     .await;
     let log = worker_log(&db, &["--executor-mode", "pool"]);
-    assert!(lines_with(&log, "django_conn_max_age_zero").is_empty(), "{log}");
+    assert!(
+        lines_with(&log, "django_conn_max_age_zero").is_empty(),
+        "{log}"
+    );
 }

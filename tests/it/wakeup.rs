@@ -180,19 +180,25 @@ async fn an_insert_in_flight_during_the_mark_is_listed_until_it_commits() {
         .await
         .unwrap();
     let queues = queues(&["default"]);
-    reproq::queue::waiters::mark(&db.pool, &queues).await.unwrap();
+    reproq::queue::waiters::mark(&db.pool, &queues)
+        .await
+        .unwrap();
     let writers = reproq::queue::waiters::writers(&db.pool, None)
         .await
         .unwrap();
     assert_eq!(writers.len(), 1, "the uncommitted insert is a writer");
-    let due = reproq::queue::waiters::due(&db.pool, &queues).await.unwrap();
+    let due = reproq::queue::waiters::due(&db.pool, &queues)
+        .await
+        .unwrap();
     assert!(!due.now, "its row is not visible yet");
     inserter.commit().await.unwrap();
     let still = reproq::queue::waiters::writers(&db.pool, Some(&writers))
         .await
         .unwrap();
     assert!(still.is_empty(), "{still:?}");
-    let due = reproq::queue::waiters::due(&db.pool, &queues).await.unwrap();
+    let due = reproq::queue::waiters::due(&db.pool, &queues)
+        .await
+        .unwrap();
     assert!(due.now, "the committed row is seen by the re-check");
 }
 
@@ -210,7 +216,9 @@ async fn due_reports_the_next_run_after_and_skips_paused_queues() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let due = reproq::queue::waiters::due(&db.pool, &queues).await.unwrap();
+    let due = reproq::queue::waiters::due(&db.pool, &queues)
+        .await
+        .unwrap();
     assert!(!due.now, "{due:?}");
     let next = due.next_in.unwrap().as_secs_f64();
     assert!((55.0..=60.0).contains(&next), "{due:?}");
@@ -302,11 +310,13 @@ async fn a_retry_moved_earlier_wakes_the_sleeping_worker() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_until_waiting(&db.pool, "default").await;
-    sqlx::query("update task_runs set run_after = now() + interval '200 milliseconds' where result_id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update task_runs set run_after = now() + interval '200 milliseconds' where result_id = $1",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let row = wait_for_status(&db.pool, id, "SUCCESSFUL", 10).await;
     assert_eq!(row.attempts, 2);
     shutdown.stop.cancel();
@@ -326,7 +336,10 @@ async fn without_the_triggers_the_worker_still_polls() {
     let (handle, shutdown) = start_worker(&db, &[]).await;
     let id = orm_insert(&db.pool, "default", 1, None).await[0];
     wait_for_status(&db.pool, id, "SUCCESSFUL", 20).await;
-    assert!(waiters(&db.pool).await.is_empty(), "no marks without triggers");
+    assert!(
+        waiters(&db.pool).await.is_empty(),
+        "no marks without triggers"
+    );
     shutdown.stop.cancel();
     handle.await.unwrap();
 }
@@ -347,6 +360,10 @@ async fn a_second_migrate_leaves_the_triggers_in_place() {
         let before = oids().await;
         assert_eq!(before.split(',').count(), 2, "{variant:?}");
         reproq::db::migrate::run(&db.pool).await.unwrap();
-        assert_eq!(before, oids().await, "{variant:?}: triggers were re-created");
+        assert_eq!(
+            before,
+            oids().await,
+            "{variant:?}: triggers were re-created"
+        );
     }
 }

@@ -85,7 +85,7 @@ pub struct PoolExecutor {
     backoff: Mutex<StartBackoff>,
     /// Pool figures.
     pub stats: PoolStats,
-    advice: advice::Advice,
+    advice: Box<advice::Advice>,
     _runner_dir: tempfile::TempDir,
 }
 
@@ -124,7 +124,7 @@ impl PoolExecutor {
                 until: None,
             }),
             stats: PoolStats::default(),
-            advice: advice::Advice::default(),
+            advice: Box::default(),
             _runner_dir: dir,
         })
     }
