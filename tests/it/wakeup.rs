@@ -367,3 +367,26 @@ async fn a_second_migrate_leaves_the_triggers_in_place() {
         );
     }
 }
+
+#[tokio::test]
+async fn repeatable_read_inserts_always_notify() {
+    // Their snapshot may predate a worker's mark, so they cannot tell whether one waits.
+    let db = TestDb::new(Variant::Sql).await;
+    let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
+    listener.listen("reproq_tasks").await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("set transaction isolation level repeatable read")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query_scalar::<_, i64>(ORM_INSERT)
+        .bind("default")
+        .bind(2)
+        .bind(None::<f64>)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let got = notifications_until_sentinel(&mut listener, &db.pool).await;
+    assert_eq!(got, ["default"]);
+}
