@@ -20,7 +20,8 @@
 //!   task) → `record` (outcome writes, retried until they land) and `completer`
 //!   (batched success writes); `lease_keeper`, `stall` (one-row writes that wait on a
 //!   lock), `identity` (the `worker_id` lock), `maintenance` (reclaimer, registry),
-//!   `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//!   `wake` (LISTEN/NOTIFY), `idle` (how long an idle claim loop sleeps; the
+//!   worker's half of wake-on-insert), `beat` (scheduler loop).
 //! - `systemd.rs`: the sd_notify protocol (readiness, status, watchdog);
 //!   `runner/watchdog.rs` decides when the claim (or beat) loop is alive.
 //! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.

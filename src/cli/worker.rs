@@ -101,6 +101,7 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     .await
     .context("opening the database")?;
     let listen_pool = listen_pool(&config, &pool).await?;
+    warn_about_missing_schema(&pool, &config).await;
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
@@ -145,6 +146,25 @@ async fn listen_pool(config: &WorkerConfig, pool: &PgPool) -> anyhow::Result<Opt
     }
 }
 
+/// Logs one WARN when the schema lacks what `reproq migrate` adds (the worker runs
+/// without it, only slower).
+async fn warn_about_missing_schema(pool: &sqlx::PgPool, config: &WorkerConfig) {
+    match db::readiness::missing(pool).await {
+        Ok(missing) if !missing.is_empty() => {
+            let what: Vec<&str> = missing.iter().map(|m| m.what).collect();
+            let cost: Vec<&str> = missing.iter().map(|m| m.cost).collect();
+            tracing::warn!(
+                missing = %what.join("; "),
+                cost = %cost.join("; "),
+                fix = %db::readiness::fix_command(&config.dsn.to_string()),
+                "Schema lacks what `reproq migrate` adds; run the fix command (safe on a live database)"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(error = %error, "could not inspect the schema"),
+    }
+}
+
 /// Prints every setting with its source and checks that the database answers.
 async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
     let config = match resolved {
@@ -183,13 +203,27 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
     )
     .await
     {
-        Ok((_, answered, connector)) => {
+        Ok((pool, answered, connector)) => {
             println!("database: ok ({})", config.dsn);
             for (index, host) in connector.endpoints().enumerate() {
                 let mark = if index == answered { "answered" } else { "" };
                 println!("  host {}: {host}  {mark}", index + 1);
             }
             println!("  target_session_attrs: {}", connector.attrs());
+            match db::readiness::missing(&pool).await {
+                Ok(missing) => {
+                    for item in &missing {
+                        println!("warning: schema lacks the {}: {}", item.what, item.cost);
+                    }
+                    if !missing.is_empty() {
+                        println!(
+                            "warning: fix on the live database with: {}",
+                            db::readiness::fix_command(&config.dsn.to_string())
+                        );
+                    }
+                }
+                Err(error) => println!("warning: could not inspect the schema: {error}"),
+            }
             println!("configuration is valid");
             ExitCode::SUCCESS
         }

@@ -5,6 +5,7 @@ pub mod failover;
 pub mod hosts;
 pub mod migrate;
 pub mod pooler;
+pub mod readiness;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The claim loop (spec §5.1): a permit per concurrency slot, claims round-robin across
-//! queues, several rows per claim when several slots are free, and a jittered idle
-//! sleep that a wake-up (`Notify`, for LISTEN/NOTIFY later) or shutdown cuts short.
+//! queues, several rows per claim when several slots are free, and an idle sleep
+//! (planned by [`super::idle`]) that a wake-up (`Notify`, fed by LISTEN/NOTIFY) or
+//! shutdown cuts short.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::idle::{Idler, Woken};
 use super::pipeline::{Pipeline, TaskReport};
+use super::wake::ListenState;
 use super::watchdog::Liveness;
 use crate::executor::Executor;
 use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
@@ -63,6 +66,9 @@ pub struct Dispatcher<E> {
     pub wake: Arc<Notify>,
     /// The loop's heartbeat (readiness, status and the systemd watchdog).
     pub liveness: Liveness,
+    /// The LISTEN subscription's state when the database has the wake-on-insert
+    /// triggers; `None` for pure polling.
+    pub wake_on_insert: Option<Arc<ListenState>>,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -79,6 +85,11 @@ impl<E: Executor> Dispatcher<E> {
         let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED.max(config.concurrency.get())));
         let mut next_queue = 0_usize;
         let mut last_claim_found_work = false;
+        let mut idler = Idler::new(
+            self.pipeline.pool.clone(),
+            config.queues.clone(),
+            self.wake_on_insert.clone(),
+        );
         loop {
             while let Some(done) = tasks.try_join_next() {
                 count(stats, done);
@@ -180,13 +191,17 @@ impl<E: Executor> Dispatcher<E> {
                     if config.burst && tasks.is_empty() {
                         return StopReason::Drained;
                     }
-                    self.liveness.during(self.idle(stop, tasks, stats)).await;
+                    self.liveness
+                        .during(self.idle(&mut idler, stop, tasks, stats))
+                        .await;
                 }
                 Err(error) => {
                     drop((first, first_unrecorded));
                     tracing::error!(error = %error, "Polling error");
                     crate::db::pooler::report(&error);
-                    self.liveness.during(self.idle(stop, tasks, stats)).await;
+                    self.liveness
+                        .during(self.idle(&mut idler, stop, tasks, stats))
+                        .await;
                 }
             }
         }
@@ -223,10 +238,12 @@ impl<E: Executor> Dispatcher<E> {
         Ok(Vec::new())
     }
 
-    /// Sleeps a random time in [poll_min_backoff, poll_max_backoff), cut short by a
-    /// wake-up, a finished task in burst mode, or `stop`.
+    /// Sleeps a random time in [poll_min_backoff, poll_max_backoff) or until the next
+    /// delayed task is due (see [`Idler`]), cut short by a wake-up, a finished task in
+    /// burst mode, or `stop`.
     async fn idle(
         &self,
+        idler: &mut Idler,
         stop: &CancellationToken,
         tasks: &mut JoinSet<TaskReport>,
         stats: &mut DispatchStats,
@@ -239,12 +256,16 @@ impl<E: Executor> Dispatcher<E> {
             min
         };
         let pause = pause.max(Duration::from_millis(1));
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = self.wake.notified() => {}
-            Some(done) = tasks.join_next(), if config.burst => count(stats, done),
-            () = stop.cancelled() => {}
-        }
+        let Some(pause) = idler.plan(pause).await else {
+            return;
+        };
+        let woken = tokio::select! {
+            () = tokio::time::sleep(pause) => Woken::Timer,
+            () = self.wake.notified() => Woken::Notified,
+            Some(done) = tasks.join_next(), if config.burst => { count(stats, done); Woken::Other }
+            () = stop.cancelled() => Woken::Other,
+        };
+        idler.woken(woken);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod beat;
 pub mod completer;
 pub mod dispatcher;
 pub mod identity;
+pub mod idle;
 pub mod lease_keeper;
 pub mod maintenance;
 pub mod memory_log;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::executor::process::TERM_GRACE;
-use crate::queue::{Claimer, claim_order, registry};
+use crate::queue::{Claimer, claim_order, registry, waiters};
 use crate::shutdown::Shutdown;
 use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
@@ -56,6 +57,8 @@ pub struct Worker<E> {
     executor: Arc<E>,
     claimer: Claimer,
     wake: Arc<Notify>,
+    /// Set when the database has the wake-on-insert triggers.
+    wake_on_insert: Option<Arc<wake::ListenState>>,
     observer: Observer,
     listen_pool: Option<PgPool>,
     systemd: Notifier,
@@ -69,6 +72,16 @@ impl<E: Executor> Worker<E> {
     pub async fn new(config: WorkerConfig, pool: PgPool, executor: E) -> Result<Self, sqlx::Error> {
         let order = claim_order::detect(&pool, config.priority_aging_factor).await?;
         tracing::info!(claim_order = %order.describe(), "Claim order selected");
+        let wake_on_insert = waiters::installed(&pool).await?;
+        tracing::info!(
+            wake_on_insert,
+            "{}",
+            if wake_on_insert {
+                "Wake-on-insert triggers found; idle workers are notified of new tasks"
+            } else {
+                "No wake-on-insert triggers; tasks inserted without NOTIFY are found by polling"
+            }
+        );
         Ok(Worker {
             config: Arc::new(config),
             listen_pool: Some(pool.clone()),
@@ -76,6 +89,7 @@ impl<E: Executor> Worker<E> {
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
+            wake_on_insert: wake_on_insert.then(|| Arc::new(wake::ListenState::default())),
             observer: Observer::default(),
             systemd: Notifier::disabled(),
         })
@@ -142,6 +156,7 @@ impl<E: Executor> Worker<E> {
             background.spawn(wake::listen(
                 listen_pool,
                 config.queues.clone(),
+                self.wake_on_insert.clone().unwrap_or_default(),
                 move || wake.notify_one(),
                 services.clone(),
             ));
@@ -182,6 +197,9 @@ impl<E: Executor> Worker<E> {
             claimer: self.claimer.clone(),
             wake: self.wake.clone(),
             liveness,
+            // Without a LISTEN session (a transaction pooler and no listen_dsn) nothing
+            // would hear the triggers' notifications: poll instead of marking queues.
+            wake_on_insert: self.listen_pool.as_ref().and(self.wake_on_insert.clone()),
         };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
