@@ -85,8 +85,11 @@ pub async fn renew(
 /// Extends one attempt's lease, waiting for its row if another transaction holds it
 /// (up to the session's `lock_timeout`). `None`: the lease is lost (the row is no longer
 /// RUNNING under `worker_id` and this attempt). Both renewals count the lease from
-/// `clock_timestamp()`, when the row is written, not from `now()`, when the statement
-/// began: after a wait on a lock, `now()` would hand out a lease already over.
+/// `clock_timestamp()`, and this one takes the row lock first (`locked`) so that the
+/// new `leased_until` is computed after the wait: an `UPDATE` that waits on a row
+/// another transaction only locked (`SELECT … FOR UPDATE`) writes the values it
+/// computed *before* the wait, so even `clock_timestamp()` would hand out a lease
+/// already over, and a reclaimer could take the row the moment the renewal commits.
 ///
 /// # Errors
 /// Database errors, among them `lock_not_available` when the row stayed locked.
@@ -97,10 +100,16 @@ pub async fn renew_one(
     lease: Duration,
 ) -> Result<Option<Renewed>, sqlx::Error> {
     let row: Option<RenewedRow> = sqlx::query_as(
-        r#"update task_runs set leased_until = clock_timestamp() + make_interval(secs => $3::float8), updated_at = now()
-           where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
-             and attempts = $4::int4 and last_attempted_at = $5::timestamptz
-           returning result_id, attempts, last_attempted_at as claimed_at, cancel_requested, leased_until"#,
+        r#"with locked as (
+               select result_id from task_runs
+               where result_id = $1::bigint and leased_by = $2::text and status = 'RUNNING'
+                 and attempts = $4::int4 and last_attempted_at = $5::timestamptz
+               for update
+           )
+           update task_runs t set leased_until = clock_timestamp() + make_interval(secs => $3::float8), updated_at = now()
+           from locked l
+           where t.result_id = l.result_id
+           returning t.result_id, t.attempts, t.last_attempted_at as claimed_at, t.cancel_requested, t.leased_until"#,
     )
     .bind(attempt.id)
     .bind(worker_id)
