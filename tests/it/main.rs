@@ -22,5 +22,6 @@ mod schema;
 mod spawned;
 mod support;
 mod torture_guard;
+mod validate_golden;
 mod worker;
 mod workflow;
