@@ -12,7 +12,10 @@
 //!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic (and
 //!   the beat's leader lock and savepoints), ops.
 //! - `executor/`: runs one attempt as a child process (`process.rs`, spawn mode) or in a
-//!   warm runner (`pool/`); envelope parsing, capture caps, log files. No SQL.
+//!   warm runner (`pool/`), configured by its own `ExecutorConfig` (`settings.rs`);
+//!   envelope parsing, capture caps, log files. No SQL, no `queue/`.
+//! - `spec/`: task specs (canonical JSON, spec v1) and the rules shared by every reader
+//!   of user JSON: nesting limit (`depth`), NUL replacement (`pg_text`).
 //! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.
 //! - `runner/`: the long-lived services: `dispatcher` (claim loop) → `pipeline` (one
 //!   task) → `record` (outcome writes, retried until they land) and `completer`
