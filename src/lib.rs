@@ -4,8 +4,9 @@
 //! # Codemap
 //!
 //! - `cli/`: clap front-end (Go flag syntax), one file per subcommand, exit codes.
-//! - `config/`: defaults ← file ← env ← flags, resolved once into typed structs; DSN
-//!   and Go-duration parsing.
+//! - `config/`: one table row per setting (`table.rs`; rows in `worker.rs`,
+//!   `metrics.rs`, `beat.rs`) → clap flags (`flags.rs`), defaults ← file ← env ← flags
+//!   (`resolve.rs`), checks (`validate.rs`), typed structs; DSN and Go-duration parsing.
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
 //! - `db/`: connecting a pool; the idempotent schema migrations.
 //! - `queue/`: one-shot SQL operations, one file per operation (long statements in
