@@ -199,15 +199,27 @@ impl Resolved {
         self.values.push((key, value));
     }
 
+    /// `key`'s value. Reading a key that is not in the table, or as another kind, is a
+    /// programming error: debug builds (and so every test) panic, release builds read
+    /// the kind's zero value.
     fn get(&self, key: &str) -> Option<&Value> {
-        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        let found = self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+        debug_assert!(found.is_some(), "setting {key} is not in its table");
+        found
+    }
+
+    fn mismatch(key: &str, wanted: &str) {
+        debug_assert!(false, "setting {key} is not a {wanted}");
     }
 
     /// A text, path or kept-duration setting (empty if `key` is not one).
     pub fn text(&self, key: &str) -> String {
         match self.get(key) {
             Some(Value::Text(text)) => text.clone(),
-            _ => String::new(),
+            _ => {
+                Self::mismatch(key, "text");
+                String::new()
+            }
         }
     }
 
@@ -215,7 +227,10 @@ impl Resolved {
     pub fn list(&self, key: &str) -> Vec<String> {
         match self.get(key) {
             Some(Value::List(items)) => items.clone(),
-            _ => Vec::new(),
+            _ => {
+                Self::mismatch(key, "list");
+                Vec::new()
+            }
         }
     }
 
@@ -223,7 +238,10 @@ impl Resolved {
     pub fn int(&self, key: &str) -> i64 {
         match self.get(key) {
             Some(Value::Int(n)) => *n,
-            _ => 0,
+            _ => {
+                Self::mismatch(key, "integer");
+                0
+            }
         }
     }
 
@@ -231,7 +249,10 @@ impl Resolved {
     pub fn duration(&self, key: &str) -> Duration {
         match self.get(key) {
             Some(Value::Duration(d)) => *d,
-            _ => Duration::ZERO,
+            _ => {
+                Self::mismatch(key, "duration");
+                Duration::ZERO
+            }
         }
     }
 
@@ -239,20 +260,32 @@ impl Resolved {
     pub fn float(&self, key: &str) -> f64 {
         match self.get(key) {
             Some(Value::Float(x)) => *x,
-            _ => 0.0,
+            _ => {
+                Self::mismatch(key, "float");
+                0.0
+            }
         }
     }
 
     /// A boolean setting.
     pub fn boolean(&self, key: &str) -> bool {
-        matches!(self.get(key), Some(Value::Bool(true)))
+        match self.get(key) {
+            Some(Value::Bool(b)) => *b,
+            _ => {
+                Self::mismatch(key, "boolean");
+                false
+            }
+        }
     }
 
     /// A size setting.
     pub fn bytes(&self, key: &str) -> u64 {
         match self.get(key) {
             Some(Value::Bytes(n)) => *n,
-            _ => 0,
+            _ => {
+                Self::mismatch(key, "size");
+                0
+            }
         }
     }
 }
