@@ -8,7 +8,9 @@
 //!   `metrics.rs`, `beat.rs`) → clap flags (`flags.rs`), defaults ← file ← env ← flags
 //!   (`resolve.rs`), checks (`validate.rs`), typed structs; DSN and Go-duration parsing.
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
-//! - `db/`: connecting a pool; the idempotent schema migrations.
+//! - `db/`: connecting a pool (`hosts`: the libpq host walk and `target_session_attrs`;
+//!   `failover`: keeping a pool on the chosen host; `pooler`: transaction-mode pooler
+//!   support); the idempotent schema migrations.
 //! - `queue/`: one-shot SQL operations, one file per operation (long statements in
 //!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic (and
 //!   the beat's leader lock and savepoints), ops.
@@ -22,7 +24,10 @@
 //!   task) → `record` (outcome writes, retried until they land) and `completer`
 //!   (batched success writes); `lease_keeper`, `stall` (one-row writes that wait on a
 //!   lock), `identity` (the `worker_id` lock), `maintenance` (reclaimer, registry),
-//!   `wake` (LISTEN/NOTIFY), `beat` (scheduler loop).
+//!   `wake` (LISTEN/NOTIFY), `idle` (how long an idle claim loop sleeps; the
+//!   worker's half of wake-on-insert), `beat` (scheduler loop).
+//! - `systemd.rs`: the sd_notify protocol (readiness, status, watchdog);
+//!   `runner/watchdog.rs` decides when the claim (or beat) loop is alive.
 //! - `shutdown.rs`: the `stop` (drain) and `abort` (kill) tokens and the signals.
 //! - `http/`: `/healthz`, `/metrics`, `/events` (hyper 1, auth, TLS) and the DB metrics
 //!   collector; `metrics` (Prometheus registry) and `events` (SSE bus) depend on nothing
@@ -48,6 +53,7 @@ pub mod queue;
 pub mod runner;
 pub mod shutdown;
 pub mod spec;
+pub mod systemd;
 pub mod telemetry;
 
 /// The crate version, written to `reproq_workers.version` and `reproq --version`.

@@ -55,8 +55,10 @@ pub fn normalize(command: &Command, args: Vec<OsString>) -> Vec<OsString> {
             None => break,
         }
     }
-    if current.has_subcommands() {
+    if current.has_subcommands() || current.get_positionals().next().is_some() {
         // A group (`triage`, `limit`) with an unknown verb: let the caller print usage.
+        // A command that takes positionals (`completions bash`, reproq's own, not Go's):
+        // clap's syntax as it is.
         out.extend(rest);
         return out;
     }
@@ -187,6 +189,27 @@ mod tests {
         assert_eq!(
             run(&["r", "worker", "extra", "--dsn", "x"]),
             ["r", "worker"]
+        );
+    }
+
+    #[test]
+    fn commands_with_positionals_keep_clap_syntax_and_others_keep_go_syntax() {
+        let tree = Command::new("reproq")
+            .subcommand(Command::new("completions").arg(Arg::new("shell")))
+            .subcommand(Command::new("worker").arg(Arg::new("dsn").long("dsn")));
+        let run = |args: &[&str]| -> Vec<String> {
+            normalize(&tree, args.iter().map(OsString::from).collect())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            run(&["r", "completions", "bash"]),
+            ["r", "completions", "bash"]
+        );
+        assert_eq!(
+            run(&["r", "worker", "-dsn", "x", "extra"]),
+            ["r", "worker", "--dsn=x"]
         );
     }
 

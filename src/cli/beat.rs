@@ -7,6 +7,7 @@ use clap::{ArgMatches, Args};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::UsageError;
 use crate::config::{self, BeatConfig, BeatFlags, ConfigError};
 use crate::runner::beat::{Beat, run_pass};
 use crate::runner::memory_log;
@@ -48,6 +49,23 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
         memory_log_stop.clone(),
     );
     let _memory_log = memory_log_stop.drop_guard();
+    // Beat's leadership is a session-level advisory lock: it needs a real session, which
+    // a transaction-mode pooler does not give. `--once` takes no lock.
+    let lock_dsn = match (&config.listen_dsn, config.dsn.transaction_pooling()) {
+        (Some(direct), _) => direct,
+        (None, false) => &config.dsn,
+        (None, true) if config.once => &config.dsn,
+        (None, true) => {
+            return Err(UsageError(
+                "the DSN selects transaction pooling (default_query_exec_mode/statement_cache_capacity), \
+                 where beat's leader lock cannot be held: give a direct DSN with --listen-dsn, \
+                 REPROQ_LISTEN_DSN or beat.listen_dsn (beat --once needs none)"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    let lock_connector = db::connector(lock_dsn, db::Plans::Auto, db::Limits::default())?;
     if config.once {
         let pool = connect(&config).await?;
         return run_once(&pool, &config).await;
@@ -72,15 +90,16 @@ async fn run_beat(config: BeatConfig) -> anyhow::Result<ExitCode> {
     );
     let beat = Beat {
         pool: pool.clone(),
-        lock_options: db::connect_options(&config.dsn, db::Plans::Auto)?,
+        lock_connector,
         interval: config.interval,
+        systemd: super::systemd_notifier(),
     };
     beat.run(shutdown.clone()).await;
     signals.abort();
-    // Connections are closed politely unless the server keeps us waiting or a second
-    // signal asked for an exit at once.
+    // Connections are closed politely (after pending commits behind a pooler) unless the
+    // server keeps us waiting or a second signal asked for an exit at once.
     tokio::select! {
-        () = pool.close() => {}
+        () = db::close(&pool) => {}
         () = tokio::time::sleep(POOL_CLOSE_TIMEOUT) => {}
         () = shutdown.abort.cancelled() => {}
     }

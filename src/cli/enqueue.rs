@@ -4,6 +4,7 @@
 //! `"batch": {"id": "<uuid>", "index": i}` in its spec (executors ignore unknown keys),
 //! which makes each copy its own task despite the unique index on active hashes.
 
+use super::progress::Progress;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -175,7 +176,11 @@ impl EnqueueArgs {
                 (spec.json, spec.hash)
             })
             .collect();
-        let inserted = enqueue::enqueue_many(&pool, &fields, &specs).await?;
+        let progress = Progress::new("Enqueuing", specs.len() as u64, "tasks");
+        let inserted =
+            enqueue::enqueue_many_with_progress(&pool, &fields, &specs, |n| progress.set(n))
+                .await?;
+        drop(progress);
         println!(
             "Enqueued {inserted} task(s) (batch {batch}) in {:.2}s",
             started.elapsed().as_secs_f64()

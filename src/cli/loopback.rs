@@ -24,7 +24,10 @@ pub async fn require_local(dsn: &Dsn) -> Result<(), UsageError> {
         return Ok(());
     }
     let port = options.get_port();
-    for host in options.get_host().split(',').map(str::trim) {
+    // The driver's options name the first host; a multi-host DSN's others come from
+    // its own list.
+    let listed = dsn.hosts().iter().map(String::as_str);
+    for host in std::iter::once(options.get_host()).chain(listed) {
         if !is_local(host, port).await {
             return Err(UsageError(format!(
                 "torture only targets loopback databases, not {host:?} ({})",

@@ -6,11 +6,14 @@
 pub mod argv;
 mod beat;
 mod cancel;
+mod completions;
 mod connect;
 mod enqueue;
 mod limit;
 mod loopback;
+mod man;
 mod migrate;
+mod progress;
 mod prune;
 mod replay;
 mod serve_http;
@@ -32,7 +35,7 @@ pub fn version_line() -> String {
     format!("reproq-worker version {}", crate::VERSION)
 }
 
-const USAGE: &str = "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version> [args]";
+const USAGE: &str = "usage: reproq <worker|beat|replay|limit|cancel|triage|prune|enqueue|torture|migrate|version|completions|man> [args]";
 
 /// reproq: run background tasks out of PostgreSQL (a drop-in for the Go reproq-worker).
 #[derive(Debug, Parser)]
@@ -70,6 +73,22 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print the version
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Write man pages (reproq.1, reproq-<subcommand>.1) into a directory
+    Man(man::ManArgs),
+}
+
+/// The systemd notifier `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` describe
+/// (disabled when the service does not run under systemd's `Type=notify`).
+fn systemd_notifier() -> crate::systemd::Notifier {
+    let var = |name| std::env::var(name).ok();
+    let env = crate::systemd::SystemdEnv {
+        notify_socket: var("NOTIFY_SOCKET"),
+        watchdog_usec: var("WATCHDOG_USEC"),
+        watchdog_pid: var("WATCHDOG_PID"),
+    };
+    crate::systemd::Notifier::from_env(&env, std::process::id())
 }
 
 /// A bad flag or argument combination: exit status 2.
@@ -110,7 +129,13 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
     let outcome = runtime().and_then(|rt| {
-        let outcome = rt.block_on(dispatch(cli.command, sub_matches));
+        let outcome = rt.block_on(async {
+            let outcome = dispatch(cli.command, sub_matches).await;
+            // Behind a transaction-mode pooler the last statements commit as their
+            // connections return to the pool: let them before the process exits.
+            crate::db::pooler::settle(std::time::Duration::from_secs(5)).await;
+            outcome
+        });
         // Blocking threads still reading a dead child's pipes or resolving a frozen
         // server's name must not hold the exit (a plain drop would wait for them).
         rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -120,6 +145,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("reproq: {}", error_chain(&error));
+            if let Some(hint) = pooler_hint(&error) {
+                eprintln!("reproq: hint: {hint}");
+            }
             exit_code_for(&error)
         }
     }
@@ -157,6 +185,15 @@ fn error_chain(error: &anyhow::Error) -> String {
     text
 }
 
+/// The transaction-pooler hint for a failed command, if a driver error in its chain
+/// is one a transaction-mode pooler causes.
+fn pooler_hint(error: &anyhow::Error) -> Option<&'static str> {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .find_map(crate::db::pooler::hint)
+}
+
 async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match command {
         Command::Worker(args) => args.run(&matches).await,
@@ -173,6 +210,8 @@ async fn dispatch(command: Command, matches: clap::ArgMatches) -> anyhow::Result
             println!("{}", version_line());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions(args) => args.run(),
+        Command::Man(args) => args.run(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `reproq prune expired|successful` (spec/worker.md §2.10): delete old rows without
 //! breaking chains.
 
+use super::progress::Progress;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -74,7 +75,21 @@ impl PruneArgs {
         };
         let dry_run = dry_run.unwrap_or(false);
         let pool = connect.pool().await?;
-        let count = prune::prune(&pool, target, limit.filter(|l| *l > 0), dry_run).await?;
+        let progress = (!dry_run).then(|| Progress::new("Pruning", 0, "tasks"));
+        let count = prune::prune_with_progress(
+            &pool,
+            target,
+            limit.filter(|l| *l > 0),
+            dry_run,
+            |done, total| {
+                if let Some(progress) = &progress {
+                    progress.set_total(total);
+                    progress.set(done);
+                }
+            },
+        )
+        .await?;
+        drop(progress);
         if dry_run {
             println!("Would prune {count} {noun} task(s)");
         } else {

@@ -92,12 +92,10 @@ impl Services {
         let metrics = Arc::new(Metrics::new());
         let events = Arc::new(EventBus::new());
         services.observer = Observer::new(Some(metrics.clone()), Some(events.clone()));
-        // A connection of its own, so a probe never takes one from a task. The DSN already
-        // opened the worker's pool, so it cannot be rejected here; the fallback is moot.
-        let health_pool = crate::db::single_connection(&config.dsn, crate::db::Plans::Auto)
-            .unwrap_or_else(|_| pool.clone());
+        // A connection of its own, so a probe never takes one from a task.
         let state = Arc::new(HttpState {
-            pool: health_pool,
+            pool: crate::db::single_connection(pool),
+            follows: Some(pool.clone()),
             metrics: metrics.clone(),
             events: Some(events),
             access,

@@ -3,6 +3,7 @@
 //! `/bin/sh` stand-in for Python, and reports throughput, latencies, failures and
 //! duplicates. Stops at `--max-seconds` or on Ctrl-C with a partial report.
 
+use super::progress::Progress;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -119,9 +120,11 @@ impl TortureArgs {
             })
             .collect();
         let enqueue_started = Instant::now();
-        enqueue::enqueue_many(&pool, &fields, &specs)
+        let progress = Progress::new("Enqueuing", specs.len() as u64, "tasks");
+        enqueue::enqueue_many_with_progress(&pool, &fields, &specs, |n| progress.set(n))
             .await
             .context("enqueuing the load")?;
+        drop(progress);
         println!(
             "Enqueued {count} tasks in {:.2}s (batch {batch})",
             enqueue_started.elapsed().as_secs_f64()
@@ -171,14 +174,17 @@ impl TortureArgs {
             }
             let limit = Duration::from_secs(self.max_seconds.unwrap_or(300).unsigned_abs());
             let stop = shutdown.stop.clone();
+            let progress = Progress::new("Draining", count.unsigned_abs(), "tasks");
             tokio::select! {
                 () = async { while runs.join_next().await.is_some() {} } => {}
+                () = show_drain(&pool, &batch, count, &progress) => {}
                 () = tokio::time::sleep(limit) => {
                     eprintln!("torture: --max-seconds reached; stopping");
                     stop.cancel();
                 }
             }
             while runs.join_next().await.is_some() {}
+            drop(progress);
             signals.abort();
         }
         let report = torture::report(&pool, &batch).await?;
@@ -206,5 +212,18 @@ impl TortureArgs {
             ms(report.e2e_p99)
         );
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Feeds the drain's progress bar (only when one is drawn) until cancelled.
+async fn show_drain(pool: &sqlx::PgPool, batch: &str, count: i64, progress: &Progress) {
+    if !progress.is_visible() {
+        return std::future::pending().await;
+    }
+    loop {
+        if let Ok(unfinished) = torture::unfinished(pool, batch).await {
+            progress.set(count.saturating_sub(unfinished).unsigned_abs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

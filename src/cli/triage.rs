@@ -1,5 +1,6 @@
 //! `reproq triage list|inspect|retry` (spec/worker.md §2.8): FAILED tasks as a dead-letter queue.
 
+use super::progress::Progress;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
@@ -133,7 +134,17 @@ impl TriageArgs {
                     (false, None) => return Err(UsageError("Provide --id or --all".into()).into()),
                 };
                 let pool = connect.pool().await?;
-                let report = triage::retry(&pool, target).await?;
+                let progress = target
+                    .is_none()
+                    .then(|| Progress::new("Retrying", 0, "tasks"));
+                let report = triage::retry_with_progress(&pool, target, |done, total| {
+                    if let Some(progress) = &progress {
+                        progress.set_total(total);
+                        progress.set(done);
+                    }
+                })
+                .await?;
+                drop(progress);
                 for (failed, active) in &report.conflicts {
                     println!(
                         "Skipped task {failed}: an identical task is already active as result_id {active}"

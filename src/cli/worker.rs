@@ -14,6 +14,7 @@ use crate::executor::{AnyExecutor, ExecutorConfig};
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
+use sqlx::PgPool;
 
 /// `reproq worker`.
 #[derive(Debug, Args)]
@@ -105,6 +106,8 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("opening the database")?;
+    let listen_pool = listen_pool(&config, &pool).await?;
+    warn_about_missing_schema(&pool, &config).await;
     let shutdown = Shutdown::new();
     let signals = shutdown
         .listen_for_signals()
@@ -115,15 +118,58 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?
-        .with_observer(services.observer.clone());
+        .with_observer(services.observer.clone())
+        .with_listen_pool(listen_pool)
+        .with_systemd(super::systemd_notifier());
     let summary = worker.run(shutdown.clone()).await;
     // Bounded: a frozen database must not keep the process alive (README "Failure modes").
     let bound = std::time::Duration::from_secs(1);
     let _ = tokio::time::timeout(bound, services.stop()).await;
     signals.abort();
-    let _ = tokio::time::timeout(bound, pool.close()).await;
+    let _ = tokio::time::timeout(bound, db::close(&pool)).await;
     tracing::info!(reason = ?summary.reason, "Exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where LISTEN/NOTIFY wake-ups come from: `listen_dsn` when given; else the worker's
+/// own pool, unless that goes through a transaction-mode pooler, where a LISTEN
+/// session cannot live (then polling only, said once here).
+async fn listen_pool(config: &WorkerConfig, pool: &PgPool) -> anyhow::Result<Option<PgPool>> {
+    match &config.listen_dsn {
+        Some(dsn) => Ok(Some(
+            db::connect(dsn, 1, db::Plans::Auto, db::Limits::NONE)
+                .await
+                .context("opening the LISTEN database (listen_dsn)")?,
+        )),
+        None if config.dsn.transaction_pooling() => {
+            tracing::warn!(
+                setting = "listen_dsn",
+                "The DSN selects transaction pooling (default_query_exec_mode/statement_cache_capacity) \
+                 and no listen_dsn is set: LISTEN/NOTIFY wake-ups are off, new tasks are found by polling"
+            );
+            Ok(None)
+        }
+        None => Ok(Some(pool.clone())),
+    }
+}
+
+/// Logs one WARN when the schema lacks what `reproq migrate` adds (the worker runs
+/// without it, only slower).
+async fn warn_about_missing_schema(pool: &sqlx::PgPool, config: &WorkerConfig) {
+    match db::readiness::missing(pool).await {
+        Ok(missing) if !missing.is_empty() => {
+            let what: Vec<&str> = missing.iter().map(|m| m.what).collect();
+            let cost: Vec<&str> = missing.iter().map(|m| m.cost).collect();
+            tracing::warn!(
+                missing = %what.join("; "),
+                cost = %cost.join("; "),
+                fix = %db::readiness::fix_command(&config.dsn.to_string()),
+                "Schema lacks what `reproq migrate` adds; run the fix command (safe on a live database)"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(error = %error, "could not inspect the schema"),
+    }
 }
 
 /// Prints every setting with its source and checks that the database answers.
@@ -156,7 +202,7 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
         );
     }
     check_http(&config).await;
-    match crate::db::connect(
+    match crate::db::connect_reporting(
         &config.dsn,
         1,
         crate::db::Plans::Auto,
@@ -164,8 +210,27 @@ async fn validate(resolved: Result<WorkerConfig, ConfigError>) -> ExitCode {
     )
     .await
     {
-        Ok(_) => {
+        Ok((pool, answered, connector)) => {
             println!("database: ok ({})", config.dsn);
+            for (index, host) in connector.endpoints().enumerate() {
+                let mark = if index == answered { "answered" } else { "" };
+                println!("  host {}: {host}  {mark}", index + 1);
+            }
+            println!("  target_session_attrs: {}", connector.attrs());
+            match db::readiness::missing(&pool).await {
+                Ok(missing) => {
+                    for item in &missing {
+                        println!("warning: schema lacks the {}: {}", item.what, item.cost);
+                    }
+                    if !missing.is_empty() {
+                        println!(
+                            "warning: fix on the live database with: {}",
+                            db::readiness::fix_command(&config.dsn.to_string())
+                        );
+                    }
+                }
+                Err(error) => println!("warning: could not inspect the schema: {error}"),
+            }
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
@@ -217,6 +282,27 @@ mod tests {
     }
 
     use clap::FromArgMatches;
+
+    #[test]
+    fn listen_dsn_is_a_redacted_setting_of_its_own() {
+        let config = resolve(&[
+            "--dsn".into(),
+            "postgres://app@bouncer:6432/app?default_query_exec_mode=exec".into(),
+            "--listen-dsn".into(),
+            "postgres://app:secret@db1,db2/app?target_session_attrs=read-write".into(),
+        ]);
+        assert!(config.dsn.transaction_pooling());
+        let listen = config.listen_dsn.expect("listen_dsn set");
+        assert_eq!(listen.endpoints().unwrap().len(), 2);
+        let shown = config
+            .settings
+            .iter()
+            .find(|s| s.key == "worker.listen_dsn")
+            .expect("listed by --validate");
+        assert!(!shown.value.contains("secret"), "{}", shown.value);
+        let none = resolve(&["--dsn".into(), "postgres://app@db/app".into()]);
+        assert!(none.listen_dsn.is_none() && !none.dsn.transaction_pooling());
+    }
 
     /// Every argument reproq-django passes (contract §9), plus the Go-only ones.
     #[test]

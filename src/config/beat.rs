@@ -1,6 +1,7 @@
 //! `reproq beat` settings (spec/worker.md §2.5): DSN precedence top-level `dsn` <
 //! `beat.dsn` < `DATABASE_URL` < `--dsn`, and the pass interval (`--interval` or
-//! `beat.interval`, a positive Go duration, default 30 s).
+//! `beat.interval`, a positive Go duration, default 30 s), and `listen_dsn`: the direct
+//! DSN for the leader lock behind a transaction-mode pooler.
 
 use std::time::Duration;
 
@@ -13,19 +14,34 @@ use super::table::{Kind, Spec};
 use super::{ConfigError, Dsn, resolve, validate, values};
 
 /// The beat's settings, in `--validate` order. How to add one: see [`super::table`].
-pub const BEAT_SETTINGS: &[Spec] = &[Spec::flag(
-    "beat.interval",
-    "interval",
-    Kind::DurationText(values::go_positive_duration),
-    "30s",
-    "Time between passes (Go duration) [default: 30s]",
-)];
+pub const BEAT_SETTINGS: &[Spec] = &[
+    Spec {
+        env: Some("REPROQ_LISTEN_DSN"),
+        secret: true,
+        ..Spec::flag(
+            "beat.listen_dsn",
+            "listen_dsn",
+            Kind::Text,
+            "",
+            "Direct (not pooled) DSN for the leader-lock session, needed behind a transaction-mode pooler",
+        )
+    },
+    Spec::flag(
+        "beat.interval",
+        "interval",
+        Kind::DurationText(values::go_positive_duration),
+        "30s",
+        "Time between passes (Go duration) [default: 30s]",
+    ),
+];
 
 /// Validated beat settings.
 #[derive(Debug, Clone)]
 pub struct BeatConfig {
     /// Where to connect.
     pub dsn: Dsn,
+    /// A direct DSN for the leader-lock session (behind a transaction-mode pooler).
+    pub listen_dsn: Option<Dsn>,
     /// Time between passes.
     pub interval: Duration,
     /// One pass, then exit.
@@ -51,10 +67,12 @@ impl BeatConfig {
         let section = layers.section(file, "beat");
         let dsn = resolve::dsn(&mut layers, flags.dsn.clone(), top, section, "beat");
         let values = resolve::table(&mut layers, BEAT_SETTINGS, section);
+        let listen_dsn = validate::optional_dsn(&mut layers, &values, "beat.listen_dsn");
         let interval = validate::positive_duration(&mut layers, &values, "beat.interval");
         match (dsn, interval) {
             (Some(dsn), Some(interval)) if layers.problems.is_empty() => Ok(BeatConfig {
                 dsn,
+                listen_dsn,
                 interval,
                 once: flags.once.unwrap_or(false),
                 settings: layers.settings,

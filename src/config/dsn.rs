@@ -3,17 +3,35 @@
 //! host or port (`postgres://u:p@:/db`), query parameters such as `sslmode`, and libpq
 //! `key=value` strings. Missing parts fall back to the libpq `PG*` variables and
 //! `.pgpass`, as libpq does. The password never reaches `Debug` or `Display`.
+//!
+//! Multi-host DSNs are read as libpq and pgx read them: `postgres://u@h1:5432,h2/db`
+//! (a host without a port takes the default) and `host=h1,h2 port=5432,5433` (one port
+//! for every host, or one per host), `hostaddr` lists (which then replace the host
+//! names for connecting), `connect_timeout` (seconds, per attempt, at least 2 as in
+//! libpq) and `target_session_attrs`. pgx's `default_query_exec_mode` and
+//! `statement_cache_capacity` choose whether named prepared statements may be used
+//! (see `db::pooler`).
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
+
+pub use super::dsn_modes::{QueryExecMode, TargetSessionAttrs};
 
 /// A DSN that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid DSN: {0}")]
 pub struct DsnError(String);
+
+impl DsnError {
+    /// An error with this message.
+    pub fn from_message(message: &str) -> Self {
+        DsnError(message.to_owned())
+    }
+}
 
 /// Connection parameters we forward to the driver; anything else is dropped with a warning.
 const KNOWN_PARAMS: &[&str] = &[
@@ -23,35 +41,83 @@ const KNOWN_PARAMS: &[&str] = &[
     "sslkey",
     "application_name",
     "options",
-    "host",
-    "hostaddr",
-    "port",
-    "user",
-    "password",
-    "dbname",
 ];
 
-/// Parameters libpq accepts that the driver has no use for; ignored silently.
-const IGNORED_PARAMS: &[&str] = &["connect_timeout", "target_session_attrs", "gssencmode"];
+/// Parameters we read ourselves: kept for `Display`, never forwarded to the driver.
+const OUR_PARAMS: &[&str] = &[
+    "connect_timeout",
+    "target_session_attrs",
+    "default_query_exec_mode",
+    "statement_cache_capacity",
+];
+
+/// Parameters libpq or pgx accept that we have no use for; ignored silently.
+const IGNORED_PARAMS: &[&str] = &["gssencmode", "description_cache_capacity"];
+
+/// Default per-attempt connect timeout when the DSN names none (libpq waits forever;
+/// a worker walking a host list cannot).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One server of a DSN's host list, resolved: where to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name, IP address or Unix socket directory.
+    pub host: String,
+    /// Port (also names the Unix socket).
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
 
 /// A parsed DSN. `Display` and `Debug` show it with the password redacted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
     user: Option<String>,
     password: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
+    /// Host names as written (empty: not given).
+    hosts: Vec<String>,
+    /// `hostaddr` values as written (empty: not given).
+    hostaddrs: Vec<String>,
+    /// Ports as written, `None` for an empty entry (empty: not given).
+    ports: Vec<Option<u16>>,
     dbname: Option<String>,
     params: Vec<(String, String)>,
+    connect_timeout: Option<Duration>,
+    target_session_attrs: Option<TargetSessionAttrs>,
+    exec_mode: QueryExecMode,
+    statement_cache_capacity: Option<usize>,
 }
 
 impl Dsn {
-    /// Connection options for the driver: the DSN's parts over the `PG*` environment,
-    /// with `.pgpass` consulted last when no password was given.
+    /// Connection options for the driver to reach the first host: the DSN's parts
+    /// over the `PG*` environment, with `.pgpass` consulted last when no password was
+    /// given.
     ///
     /// # Errors
-    /// A parameter value the driver rejects (an unknown `sslmode`, say).
+    /// A parameter value the driver rejects (an unknown `sslmode`, say), or a host
+    /// list that does not add up.
     pub fn connect_options(&self) -> Result<PgConnectOptions, DsnError> {
+        let endpoints = self.endpoints()?;
+        let first = endpoints
+            .first()
+            .ok_or_else(|| DsnError("no host to connect to".into()))?;
+        self.connect_options_for(first)
+    }
+
+    /// Connection options for the driver to reach `endpoint` (one of
+    /// [`Dsn::endpoints`]).
+    ///
+    /// # Errors
+    /// A parameter value the driver rejects.
+    pub fn connect_options_for(&self, endpoint: &Endpoint) -> Result<PgConnectOptions, DsnError> {
         // Everything travels as query parameters so that an empty host stays "not
         // given" (the URL host slot cannot be empty when credentials are present).
         let mut url = String::from("postgres://localhost/?");
@@ -61,16 +127,8 @@ impl Dsn {
             url.push_str(&percent_encode(value));
             url.push('&');
         };
-        let host = match &self.host {
-            Some(host) => host.clone(),
-            None => std::env::var("PGHOSTADDR")
-                .or_else(|_| std::env::var("PGHOST"))
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| default_host(self.effective_port())),
-        };
-        push("host", &host);
-        push("port", &self.effective_port().to_string());
+        push("host", &endpoint.host);
+        push("port", &endpoint.port.to_string());
         if let Some(user) = &self.user {
             push("user", user);
         }
@@ -81,41 +139,180 @@ impl Dsn {
             push("dbname", dbname);
         }
         for (key, value) in &self.params {
-            push(key, value);
+            if !OUR_PARAMS.contains(&key.as_str()) {
+                push(key, value);
+            }
         }
         PgConnectOptions::from_str(&url).map_err(|err| DsnError(err.to_string()))
     }
 
-    fn effective_port(&self) -> u16 {
-        self.port
-            .or_else(|| std::env::var("PGPORT").ok()?.parse().ok())
-            .unwrap_or(5432)
+    /// Every server to try, in order: the DSN's hosts (or `hostaddr`s) with their
+    /// ports, else `PGHOSTADDR`/`PGHOST` and `PGPORT`, else libpq's default.
+    ///
+    /// # Errors
+    /// A port count that matches neither one nor the host count, or an empty entry in
+    /// a list of several hosts (either may come from the environment).
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, DsnError> {
+        let env_list = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+        };
+        let hosts: Vec<String> = if !self.hostaddrs.is_empty() {
+            self.hostaddrs.clone()
+        } else if !self.hosts.is_empty() {
+            self.hosts.clone()
+        } else {
+            env_list("PGHOSTADDR")
+                .or_else(|| env_list("PGHOST"))
+                .unwrap_or_default()
+        };
+        check_list("host", &hosts)?;
+        let ports: Vec<Option<u16>> = if self.ports.is_empty() {
+            match env_list("PGPORT") {
+                Some(list) => list
+                    .iter()
+                    .map(|p| parse_port(p))
+                    .collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            }
+        } else {
+            self.ports.clone()
+        };
+        let host_count = hosts.len().max(1);
+        if ports.len() > 1 && ports.len() != host_count {
+            return Err(DsnError(format!(
+                "{} ports for {host_count} host(s): give one port for all hosts or one per host",
+                ports.len()
+            )));
+        }
+        let port_at = |i: usize| {
+            let given = if ports.len() == 1 {
+                ports[0]
+            } else {
+                ports.get(i).copied().flatten()
+            };
+            given.unwrap_or(5432)
+        };
+        if hosts.is_empty() {
+            let port = port_at(0);
+            return Ok(vec![Endpoint {
+                host: default_host(port),
+                port,
+            }]);
+        }
+        Ok(hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, host)| Endpoint {
+                host,
+                port: port_at(i),
+            })
+            .collect())
     }
 
-    /// The host as written in the DSN, if any (used to refuse non-loopback load tests).
+    /// The first host as written in the DSN, if any.
     pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+        self.hostaddrs
+            .first()
+            .or_else(|| self.hosts.first())
+            .map(String::as_str)
+    }
+
+    /// Every host as written in the DSN (`hostaddr`s when given), for checks such as
+    /// "loopback only".
+    pub fn hosts(&self) -> &[String] {
+        if self.hostaddrs.is_empty() {
+            &self.hosts
+        } else {
+            &self.hostaddrs
+        }
+    }
+
+    /// How long one connection attempt to one host may take: `connect_timeout` (or
+    /// `PGCONNECT_TIMEOUT`), at least 2 s as in libpq, else
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+            .or_else(|| {
+                let seconds: i64 = std::env::var("PGCONNECT_TIMEOUT")
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                connect_timeout_from_seconds(seconds)
+            })
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// Which servers are acceptable (`target_session_attrs`, else
+    /// `PGTARGETSESSIONATTRS`, else any).
+    pub fn target_session_attrs(&self) -> TargetSessionAttrs {
+        self.target_session_attrs
+            .or_else(|| std::env::var("PGTARGETSESSIONATTRS").ok()?.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// pgx's `default_query_exec_mode` as written (default `cache_statement`).
+    pub fn exec_mode(&self) -> QueryExecMode {
+        self.exec_mode
+    }
+
+    /// True when the DSN asks for no named prepared statements on server connections:
+    /// an exec mode other than `cache_statement`, or `statement_cache_capacity=0`. This
+    /// is the "behind a transaction-mode pooler" mode (see `db::pooler`).
+    pub fn transaction_pooling(&self) -> bool {
+        self.exec_mode != QueryExecMode::CacheStatement || self.statement_cache_capacity == Some(0)
     }
 
     fn set(&mut self, key: &str, value: String) -> Result<(), DsnError> {
         match key {
-            "user" => self.user = non_empty(value),
-            "password" => self.password = Some(value),
-            "host" | "hostaddr" => self.host = non_empty(value),
-            "port" if value.is_empty() => self.port = None,
+            "host" => self.hosts = split_hosts("host", &value)?,
+            "hostaddr" => self.hostaddrs = split_hosts("hostaddr", &value)?,
+            "port" if value.is_empty() => self.ports = Vec::new(),
             "port" => {
-                self.port = Some(
-                    value
-                        .parse()
-                        .map_err(|_| DsnError(format!("invalid port {value:?}")))?,
-                );
+                self.ports = value.split(',').map(parse_port).collect::<Result<_, _>>()?;
             }
             "dbname" => self.dbname = non_empty(value),
+            "user" => self.user = non_empty(value),
+            "password" => self.password = Some(value),
+            "connect_timeout" => {
+                let seconds: i64 = value.trim().parse().map_err(|_| {
+                    DsnError(format!(
+                        "invalid connect_timeout {value:?} (expected whole seconds)"
+                    ))
+                })?;
+                self.connect_timeout = connect_timeout_from_seconds(seconds);
+                self.remember(key, value);
+            }
+            "target_session_attrs" => {
+                self.target_session_attrs = Some(value.parse().map_err(DsnError)?);
+                self.remember(key, value);
+            }
+            "default_query_exec_mode" => {
+                self.exec_mode = value.parse().map_err(DsnError)?;
+                self.remember(key, value);
+            }
+            "statement_cache_capacity" => {
+                self.statement_cache_capacity = Some(value.trim().parse().map_err(|_| {
+                    DsnError(format!(
+                        "invalid statement_cache_capacity {value:?} (expected a count)"
+                    ))
+                })?);
+                self.remember(key, value);
+            }
             key if KNOWN_PARAMS.contains(&key) => self.params.push((key.into(), value)),
             key if IGNORED_PARAMS.contains(&key) => {}
             key => tracing::warn!(parameter = key, "ignoring unknown DSN parameter"),
         }
         Ok(())
+    }
+
+    /// Keeps one of [`OUR_PARAMS`] for `Display`, replacing an earlier value.
+    fn remember(&mut self, key: &str, value: String) {
+        self.params.retain(|(k, _)| k != key);
+        self.params.push((key.to_owned(), value));
     }
 
     fn parse_url(input: &str, rest: &str) -> Result<Self, DsnError> {
@@ -127,7 +324,7 @@ impl Dsn {
         };
         // Userinfo ends at the *last* `@`, as Go's URL parser does, so an unescaped
         // `@` in a password works.
-        let host_port = match authority.rfind('@') {
+        let host_ports = match authority.rfind('@') {
             Some(at) => {
                 let userinfo = &authority[..at];
                 let (user, password) = match userinfo.split_once(':') {
@@ -140,15 +337,31 @@ impl Dsn {
             }
             None => authority,
         };
-        let (host, port) = split_host_port(host_port).ok_or_else(|| {
-            DsnError(format!(
-                "cannot parse host and port in {}",
-                redact_url(input)
-            ))
-        })?;
-        dsn.host = non_empty(percent_decode(host)?);
-        if !port.is_empty() {
-            dsn.set("port", port.to_owned())?;
+        let entries: Vec<&str> = host_ports.split(',').collect();
+        for entry in &entries {
+            let (host, port) = split_host_port(entry).ok_or_else(|| {
+                DsnError(format!(
+                    "cannot parse host and port in {}",
+                    redact_url(input)
+                ))
+            })?;
+            let host = percent_decode(host)?;
+            if host.is_empty() && entries.len() > 1 {
+                return Err(DsnError(
+                    "empty host in the host list (write every host of h1:port,h2:port)".into(),
+                ));
+            }
+            if !host.is_empty() {
+                dsn.hosts.push(host);
+            }
+            dsn.ports.push(if port.is_empty() {
+                None
+            } else {
+                Some(parse_port(port)?.ok_or_else(|| DsnError("empty port".into()))?)
+            });
+        }
+        if dsn.ports.iter().all(Option::is_none) {
+            dsn.ports.clear();
         }
         dsn.dbname = non_empty(percent_decode(path)?);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -203,16 +416,80 @@ impl Dsn {
         Ok(dsn)
     }
 
+    /// Checks what only the whole DSN can tell: the host and port lists agree.
+    fn validated(self) -> Result<Self, DsnError> {
+        if !self.hosts.is_empty()
+            && !self.hostaddrs.is_empty()
+            && self.hosts.len() != self.hostaddrs.len()
+        {
+            return Err(DsnError(format!(
+                "{} hostaddr values for {} hosts",
+                self.hostaddrs.len(),
+                self.hosts.len()
+            )));
+        }
+        let host_count = self.hosts().len().max(1);
+        if self.ports.len() > 1 && self.ports.len() != host_count {
+            return Err(DsnError(format!(
+                "{} ports for {host_count} host(s): give one port for all hosts or one per host",
+                self.ports.len()
+            )));
+        }
+        Ok(self)
+    }
+
     fn empty() -> Self {
         Dsn {
             user: None,
             password: None,
-            host: None,
-            port: None,
+            hosts: Vec::new(),
+            hostaddrs: Vec::new(),
+            ports: Vec::new(),
             dbname: None,
             params: Vec::new(),
+            connect_timeout: None,
+            target_session_attrs: None,
+            exec_mode: QueryExecMode::CacheStatement,
+            statement_cache_capacity: None,
         }
     }
+}
+
+/// libpq: zero or less waits forever (here: the default), 1 counts as 2.
+fn connect_timeout_from_seconds(seconds: i64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds.max(2).unsigned_abs()))
+}
+
+/// Splits a `host`/`hostaddr` value on commas; an empty entry in a list is an error.
+fn split_hosts(key: &str, value: &str) -> Result<Vec<String>, DsnError> {
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = value.split(',').map(str::to_owned).collect();
+    check_list(key, &list)?;
+    Ok(list)
+}
+
+fn check_list(key: &str, list: &[String]) -> Result<(), DsnError> {
+    if list.len() > 1 && list.iter().any(String::is_empty) {
+        return Err(DsnError(format!(
+            "empty entry in the {key} list {:?}",
+            list.join(",")
+        )));
+    }
+    Ok(())
+}
+
+/// One port of a list; empty means "the default".
+fn parse_port(value: &str) -> Result<Option<u16>, DsnError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| DsnError(format!("invalid port {value:?}")))
 }
 
 impl FromStr for Dsn {
@@ -225,7 +502,7 @@ impl FromStr for Dsn {
         }
         for scheme in ["postgres://", "postgresql://"] {
             if let Some(rest) = trimmed.strip_prefix(scheme) {
-                return Dsn::parse_url(trimmed, rest);
+                return Dsn::parse_url(trimmed, rest)?.validated();
             }
         }
         if trimmed.contains("://") {
@@ -234,7 +511,7 @@ impl FromStr for Dsn {
             ));
         }
         if trimmed.contains('=') {
-            return Dsn::parse_key_value(trimmed);
+            return Dsn::parse_key_value(trimmed)?.validated();
         }
         Err(DsnError(
             "expected a postgres:// URL or key=value pairs".into(),
@@ -252,9 +529,28 @@ impl fmt::Display for Dsn {
             }
             write!(f, "@")?;
         }
-        write!(f, "{}", self.host.as_deref().unwrap_or(""))?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
+        let hosts = self.hosts();
+        let port_at = |i: usize| match self.ports.len() {
+            1 => self.ports[0],
+            _ => self.ports.get(i).copied().flatten(),
+        };
+        if hosts.is_empty() {
+            if let Some(port) = port_at(0) {
+                write!(f, ":{port}")?;
+            }
+        }
+        for (i, host) in hosts.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            if host.contains(':') {
+                write!(f, "[{host}]")?;
+            } else {
+                write!(f, "{host}")?;
+            }
+            if let Some(port) = port_at(i) {
+                write!(f, ":{port}")?;
+            }
         }
         write!(f, "/{}", self.dbname.as_deref().unwrap_or(""))?;
         let mut separator = '?';
@@ -359,8 +655,8 @@ mod tests {
         let dsn = parse("postgres://user:pass@db.example:6543/reproq?sslmode=disable");
         assert_eq!(dsn.user.as_deref(), Some("user"));
         assert_eq!(dsn.password.as_deref(), Some("pass"));
-        assert_eq!(dsn.host.as_deref(), Some("db.example"));
-        assert_eq!(dsn.port, Some(6543));
+        assert_eq!(dsn.hosts, vec!["db.example".to_owned()]);
+        assert_eq!(dsn.ports, vec![Some(6543)]);
         assert_eq!(dsn.dbname.as_deref(), Some("reproq"));
         assert_eq!(
             dsn.params,
@@ -378,14 +674,14 @@ mod tests {
         let dsn = parse("postgresql://app:p@ss@w0rd@localhost:5432/mydb");
         assert_eq!(dsn.user.as_deref(), Some("app"));
         assert_eq!(dsn.password.as_deref(), Some("p@ss@w0rd"));
-        assert_eq!(dsn.host.as_deref(), Some("localhost"));
+        assert_eq!(dsn.host(), Some("localhost"));
     }
 
     #[test]
     fn empty_host_and_port_mean_defaults() {
         let dsn = parse("postgres://app:secret@:/mydb");
-        assert_eq!(dsn.host, None);
-        assert_eq!(dsn.port, None);
+        assert!(dsn.hosts.is_empty());
+        assert!(dsn.ports.is_empty());
         assert_eq!(dsn.dbname.as_deref(), Some("mydb"));
         let options = dsn.connect_options().unwrap();
         assert_eq!(options.get_database(), Some("mydb"));
@@ -397,8 +693,8 @@ mod tests {
         let dsn = parse("postgres://us%40er:p%2Fw@[::1]:5433/d%20b");
         assert_eq!(dsn.user.as_deref(), Some("us@er"));
         assert_eq!(dsn.password.as_deref(), Some("p/w"));
-        assert_eq!(dsn.host.as_deref(), Some("::1"));
-        assert_eq!(dsn.port, Some(5433));
+        assert_eq!(dsn.host(), Some("::1"));
+        assert_eq!(dsn.ports, vec![Some(5433)]);
         assert_eq!(dsn.dbname.as_deref(), Some("d b"));
     }
 
@@ -415,8 +711,8 @@ mod tests {
     #[test]
     fn key_value_form() {
         let dsn = parse("host=db port=5444 user=app password='two words' dbname=x sslmode=require");
-        assert_eq!(dsn.host.as_deref(), Some("db"));
-        assert_eq!(dsn.port, Some(5444));
+        assert_eq!(dsn.host(), Some("db"));
+        assert_eq!(dsn.ports, vec![Some(5444)]);
         assert_eq!(dsn.password.as_deref(), Some("two words"));
         let dsn = parse(r"user=app password='a \'quoted\' pw' dbname = x");
         assert_eq!(dsn.password.as_deref(), Some("a 'quoted' pw"));
@@ -442,6 +738,135 @@ mod tests {
         for shown in [dsn.to_string(), format!("{dsn:?}")] {
             assert!(!shown.contains("hunter"), "{shown}");
             assert!(shown.contains("[REDACTED]"), "{shown}");
+        }
+    }
+
+    fn endpoints(input: &str) -> Vec<String> {
+        parse(input)
+            .endpoints()
+            .unwrap()
+            .iter()
+            .map(Endpoint::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn url_host_lists_take_the_default_port_where_none_is_given() {
+        let dsn =
+            parse("postgres://app:pw@db1:5432,db2:5433,db3/app?target_session_attrs=read-write");
+        assert_eq!(
+            dsn.endpoints().unwrap(),
+            vec![
+                Endpoint {
+                    host: "db1".into(),
+                    port: 5432
+                },
+                Endpoint {
+                    host: "db2".into(),
+                    port: 5433
+                },
+                Endpoint {
+                    host: "db3".into(),
+                    port: 5432
+                },
+            ]
+        );
+        assert_eq!(dsn.target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        let second = dsn
+            .connect_options_for(&dsn.endpoints().unwrap()[1])
+            .unwrap();
+        assert_eq!(second.get_host(), "db2");
+        assert_eq!(second.get_port(), 5433);
+        assert_eq!(second.get_database(), Some("app"));
+        assert_eq!(
+            dsn.to_string(),
+            "postgres://app:[REDACTED]@db1:5432,db2:5433,db3/app?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            endpoints("postgres://u@[::1]:5433,[::2]/db"),
+            ["[::1]:5433", "[::2]:5432"]
+        );
+    }
+
+    #[test]
+    fn key_value_host_lists_with_one_port_or_one_per_host() {
+        assert_eq!(
+            endpoints("host=db1,db2 port=5432,5433 dbname=app"),
+            ["db1:5432", "db2:5433"]
+        );
+        assert_eq!(
+            endpoints("host=db1,db2 port=6000"),
+            ["db1:6000", "db2:6000"]
+        );
+        assert_eq!(
+            endpoints("host=db1,db2 port=6000,"),
+            ["db1:6000", "db2:5432"]
+        );
+        let dsn = parse("host=a,b hostaddr=127.0.0.1,127.0.0.2 port=5432 connect_timeout=3");
+        assert_eq!(dsn.endpoints().unwrap()[1].host, "127.0.0.2");
+        assert_eq!(dsn.connect_timeout(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_host_lists_name_the_problem() {
+        for (bad, expected) in [
+            ("host=db1,db2 port=1,2,3", "3 ports for 2 host(s)"),
+            ("postgres://u@db1,db2/x?port=1,2,3", "3 ports for 2 host(s)"),
+            ("host=db1,,db3", "empty entry in the host list"),
+            (
+                "postgres://u@db1:5432,:5433/x",
+                "empty host in the host list",
+            ),
+            (
+                "host=a,b hostaddr=127.0.0.1",
+                "1 hostaddr values for 2 hosts",
+            ),
+            ("host=a port=1,5432", "2 ports for 1 host(s)"),
+            (
+                "host=a target_session_attrs=master",
+                "invalid target_session_attrs",
+            ),
+            ("host=a connect_timeout=soon", "invalid connect_timeout"),
+            (
+                "host=a default_query_exec_mode=fast",
+                "invalid default_query_exec_mode",
+            ),
+        ] {
+            let error = bad.parse::<Dsn>().unwrap_err().to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn single_host_forms_still_work() {
+        let dsn = parse("postgres://u@/db?host=/var/run/postgresql&port=5433&application_name=x");
+        assert_eq!(
+            endpoints("postgres://u@/db?host=/tmp/sock&port=5433"),
+            ["/tmp/sock:5433"]
+        );
+        let options = dsn.connect_options().unwrap();
+        assert_eq!(options.get_port(), 5433);
+        assert_eq!(options.get_application_name(), Some("x"));
+        assert_eq!(dsn.target_session_attrs(), TargetSessionAttrs::Any);
+        assert!(!dsn.transaction_pooling());
+    }
+
+    #[test]
+    fn pgx_exec_modes_select_transaction_pooling() {
+        for (query, pooled) in [
+            ("", false),
+            ("?default_query_exec_mode=cache_statement", false),
+            ("?default_query_exec_mode=exec", true),
+            ("?default_query_exec_mode=simple_protocol", true),
+            ("?default_query_exec_mode=describe_exec", true),
+            ("?default_query_exec_mode=cache_describe", true),
+            ("?statement_cache_capacity=0", true),
+            ("?statement_cache_capacity=64", false),
+        ] {
+            let dsn = parse(&format!("postgres://u@h/db{query}"));
+            assert_eq!(dsn.transaction_pooling(), pooled, "{query}");
+            // Our parameters never reach the driver (sqlx would reject them).
+            assert!(dsn.connect_options().is_ok(), "{query}");
         }
     }
 }

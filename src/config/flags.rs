@@ -18,6 +18,7 @@ use super::worker::WORKER_SETTINGS;
 const WORKER_FLAG_ORDER: &[&str] = &[
     "dsn",
     "config",
+    "listen_dsn",
     "worker_id",
     "process_role",
     "queues",

@@ -9,6 +9,7 @@
 
 pub mod beat;
 pub mod dsn;
+mod dsn_modes;
 pub mod duration;
 pub mod file;
 pub mod flags;

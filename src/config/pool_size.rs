@@ -9,16 +9,16 @@
 
 /// Connections the services hold whatever the concurrency: the claim loop, the lease
 /// keeper (renewals and cancellation checks), the completer (batched successes),
-/// LISTEN (held for the life of the process), the reclaimer, the registry heartbeat
-/// and the metrics collector.
-pub const SERVICE_CONNECTIONS: u32 = 7;
+/// LISTEN and the `worker_id` identity lock (both held for the life of the process),
+/// the reclaimer, the registry heartbeat and the metrics collector.
+pub const SERVICE_CONNECTIONS: u32 = 8;
 
 /// Most connections the sizing gives the tasks' own writes.
 pub const MAX_TASK_CONNECTIONS: u32 = 32;
 
-/// The smallest pool a worker may be given: LISTEN holds one connection for good, and
-/// everything else needs at least one more.
-pub const MIN_CONNECTIONS: u32 = 2;
+/// The smallest pool a worker may be given: LISTEN and the identity lock hold one
+/// connection each for good, and everything else needs at least one more.
+pub const MIN_CONNECTIONS: u32 = 3;
 
 /// The pool size for `concurrency` task slots when none is configured.
 pub fn sized_from_concurrency(concurrency: usize) -> u32 {
@@ -34,9 +34,9 @@ mod tests {
 
     #[test]
     fn grows_with_the_concurrency_up_to_the_cap() {
-        assert_eq!(sized_from_concurrency(1), 8);
-        assert_eq!(sized_from_concurrency(10), 17);
-        assert_eq!(sized_from_concurrency(32), 39);
-        assert_eq!(sized_from_concurrency(200), 39);
+        assert_eq!(sized_from_concurrency(1), 9);
+        assert_eq!(sized_from_concurrency(10), 18);
+        assert_eq!(sized_from_concurrency(32), 40);
+        assert_eq!(sized_from_concurrency(200), 40);
     }
 }

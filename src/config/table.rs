@@ -7,7 +7,8 @@
 //!
 //! # How to add a setting
 //!
-//! 1. Add one row to the table of its section, where it should appear in `--validate`:
+//! 1. Add one row to the table of its section, where it should appear in `--validate`
+//!    (this is the real `worker.listen_dsn` row, added that way):
 //!    ```text
 //!    Spec {
 //!        env: Some("REPROQ_LISTEN_DSN"),    // omit for no environment variable
@@ -17,7 +18,7 @@
 //!            "listen_dsn",                  // clap id: --listen-dsn (and -listen-dsn)
 //!            Kind::Text,                    // parser, file reader and display
 //!            "",                            // default, written as a flag value
-//!            "DSN for LISTEN/NOTIFY [default: --dsn]", // --help line
+//!            "Direct (not pooled) DSN for LISTEN/NOTIFY wake-ups, …", // --help line
 //!        )
 //!    },
 //!    ```
@@ -25,8 +26,9 @@
 //!    The flag appears in `--help` after those listed in `flags::WORKER_FLAG_ORDER`
 //!    (add its id there to place it elsewhere).
 //! 2. Use it: read the resolved value where the typed config is assembled
-//!    (`values.text("worker.listen_dsn")` in `WorkerConfig::assemble`), and check it in
-//!    `validate.rs` if some values are refused.
+//!    (`values.text(..)` in `WorkerConfig::assemble`), and check it in `validate.rs` if
+//!    some values are refused (`worker.listen_dsn` is parsed there by
+//!    `validate::optional_dsn`, which also shows it like `dsn`, password hidden).
 //!
 //! Nothing else: the file key is known (no unknown-key warning), `--validate` shows it
 //! with its source, and a bad value is reported with every other problem.

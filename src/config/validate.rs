@@ -9,11 +9,13 @@ use std::time::Duration;
 use super::layers::Layers;
 use super::table::Resolved;
 use super::worker::{ExecutorMode, PayloadMode};
-use super::{duration, pool_size};
+use super::{Dsn, duration, pool_size};
 
 /// The worker's values that checking turns into other types.
 #[derive(Debug)]
 pub struct Worker {
+    /// `worker.listen_dsn`, `None` when not given.
+    pub listen_dsn: Option<Dsn>,
     /// `worker.concurrency`.
     pub concurrency: NonZeroUsize,
     /// `worker.lease_seconds`.
@@ -40,6 +42,7 @@ pub struct Worker {
 
 /// Checks the worker's values; `None` if any is refused (the problems are recorded).
 pub fn worker(layers: &mut Layers<'_>, values: &Resolved) -> Option<Worker> {
+    let listen_dsn = optional_dsn(layers, values, "worker.listen_dsn");
     let concurrency = positive(layers, values, "worker.concurrency").and_then(NonZeroUsize::new);
     let lease =
         positive(layers, values, "worker.lease_seconds").map(|s| Duration::from_secs(s as u64));
@@ -76,6 +79,7 @@ pub fn worker(layers: &mut Layers<'_>, values: &Resolved) -> Option<Worker> {
     });
     let db_max_connections = db_max_connections(layers, values, concurrency);
     Some(Worker {
+        listen_dsn,
         concurrency: concurrency?,
         lease: lease?,
         heartbeat,
@@ -88,6 +92,27 @@ pub fn worker(layers: &mut Layers<'_>, values: &Resolved) -> Option<Worker> {
         pool_max_tasks,
         db_max_connections,
     })
+}
+
+/// A DSN setting that may be left empty (`worker.listen_dsn`, `beat.listen_dsn`):
+/// `None` when not given or refused (then the problem is recorded). `--validate` shows
+/// it like `dsn`, password hidden, or `[unparsable]`.
+pub fn optional_dsn(layers: &mut Layers<'_>, values: &Resolved, key: &str) -> Option<Dsn> {
+    let text = values.text(key);
+    if text.is_empty() {
+        return None;
+    }
+    match text.parse::<Dsn>() {
+        Ok(dsn) => {
+            layers.show(key, dsn.to_string());
+            Some(dsn)
+        }
+        Err(error) => {
+            layers.show(key, "[unparsable]".into());
+            layers.problem(key, error);
+            None
+        }
+    }
 }
 
 /// A period in seconds where zero or less disables.

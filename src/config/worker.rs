@@ -35,6 +35,17 @@ const DURATION: Kind = Kind::Duration(values::go_duration);
 /// The worker's settings, in `--validate` order. How to add one: see [`super::table`].
 pub const WORKER_SETTINGS: &[Spec] = &[
     Spec {
+        env: Some("REPROQ_LISTEN_DSN"),
+        secret: true,
+        ..Spec::flag(
+            "worker.listen_dsn",
+            "listen_dsn",
+            Kind::Text,
+            "",
+            "Direct (not pooled) DSN for LISTEN/NOTIFY wake-ups, needed behind a transaction-mode pooler",
+        )
+    },
+    Spec {
         env: Some("WORKER_ID"),
         default: Fallback::Computed(default_worker_id),
         ..Spec::flag(
@@ -300,6 +311,8 @@ impl std::str::FromStr for ExecutorMode {
 pub struct WorkerConfig {
     /// Where to connect.
     pub dsn: Dsn,
+    /// A direct DSN for the LISTEN session (behind a transaction-mode pooler).
+    pub listen_dsn: Option<Dsn>,
     /// Identity written to `leased_by`, `worker_ids` and `reproq_workers`.
     pub worker_id: String,
     /// Role label on events.
@@ -423,6 +436,7 @@ impl WorkerConfig {
         let logs_dir = values.text("worker.logs_dir");
         WorkerConfig {
             dsn,
+            listen_dsn: checked.listen_dsn,
             worker_id: values.text("worker.worker_id"),
             process_role: values.text("worker.process_role"),
             queues: values.list("worker.queues"),

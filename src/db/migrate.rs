@@ -15,6 +15,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_claim_rank.sql",
         include_str!("../../migrations/0002_claim_rank.sql"),
     ),
+    (
+        "0003_wake_on_insert.sql",
+        include_str!("../../migrations/0003_wake_on_insert.sql"),
+    ),
 ];
 
 /// What one `migrate` run did.

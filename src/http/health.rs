@@ -16,9 +16,19 @@ pub async fn handle(state: &HttpState) -> Response<Body> {
     if state.draining.is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
+    if let Some(worker) = &state.follows {
+        state
+            .pool
+            .set_connect_options((*worker.connect_options()).clone());
+    }
     let ping = async {
         let mut conn = state.pool.acquire().await?;
-        conn.ping().await
+        let pinged = conn.ping().await;
+        if pinged.is_err() {
+            // A broken connection (a restart, a failover) is not handed out again.
+            conn.close_on_drop();
+        }
+        pinged
     };
     match tokio::time::timeout(PING_TIMEOUT, ping).await {
         Ok(Ok(())) => text(StatusCode::OK, "ok"),

@@ -75,6 +75,10 @@ pub struct HttpState {
     /// For `/healthz`: the worker gives it a one-connection pool of its own
     /// ([`crate::db::single_connection`]), so probes never take a task's connection.
     pub pool: PgPool,
+    /// The worker's pool, whose host `pool` follows (after a failover the worker's pool
+    /// is repointed at the new primary; each probe takes that over). `None`: `pool` is
+    /// used as it is.
+    pub follows: Option<PgPool>,
     /// For `/metrics`.
     pub metrics: Arc<Metrics>,
     /// For `/events`; `None` answers 404 `events not configured`.

@@ -55,7 +55,7 @@ impl ClaimOrder {
                 format!("index-backed priority aging (factor {factor}, {RANK_INDEX})")
             }
             ClaimOrder::Aging { factor } => format!(
-                "priority aging by expression (factor {factor}); no matching {RANK_INDEX}, so every claim sorts the READY backlog"
+                "priority aging by expression (factor {factor}); no matching {RANK_INDEX}, so every claim sorts the READY backlog (run `reproq migrate` to add the index; it serves the default factor 60)"
             ),
             ClaimOrder::Priority => {
                 "plain priority order (aging disabled), idx_task_runs_claim".into()

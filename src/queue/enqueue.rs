@@ -95,10 +95,27 @@ pub async fn enqueue_many(
     fields: &RowFields,
     specs: &[(String, String)],
 ) -> Result<u64, sqlx::Error> {
+    enqueue_many_with_progress(pool, fields, specs, |_| {}).await
+}
+
+/// [`enqueue_many`], calling `progress` with the number of specs handled so far after
+/// each chunk.
+///
+/// # Errors
+/// Database errors (rows of earlier chunks stay inserted).
+pub async fn enqueue_many_with_progress(
+    pool: &PgPool,
+    fields: &RowFields,
+    specs: &[(String, String)],
+    mut progress: impl FnMut(u64),
+) -> Result<u64, sqlx::Error> {
     let mut inserted = 0;
+    let mut handled = 0;
     for chunk in specs.chunks(CHUNK) {
         let (json, hashes): (Vec<String>, Vec<String>) = chunk.iter().cloned().unzip();
         inserted += insert(pool, fields, &json, &hashes).await?.len() as u64;
+        handled += chunk.len() as u64;
+        progress(handled);
     }
     if inserted > 0 {
         super::notify::queues(pool, &[fields.queue_name.as_str()]).await;

@@ -23,6 +23,7 @@ pub mod stats;
 pub mod task;
 pub mod torture;
 pub mod triage;
+pub mod waiters;
 pub mod workflow;
 
 pub use claim::{ClaimRequest, Claimer};

@@ -53,6 +53,24 @@ pub async fn prune(
     limit: Option<i64>,
     dry_run: bool,
 ) -> Result<u64, sqlx::Error> {
+    prune_with_progress(pool, target, limit, dry_run, |_, _| {}).await
+}
+
+/// Rows deleted per statement (all in one transaction), so progress can be shown.
+const DELETE_CHUNK: usize = 10_000;
+
+/// [`prune`], calling `progress(done, total)` after each chunk of [`DELETE_CHUNK`]
+/// rows; still one transaction, so an error deletes nothing.
+///
+/// # Errors
+/// Database errors; nothing is deleted then.
+pub async fn prune_with_progress(
+    pool: &PgPool,
+    target: PruneTarget,
+    limit: Option<i64>,
+    dry_run: bool,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, sqlx::Error> {
     let order = match target {
         PruneTarget::Expired => "t.expires_at",
         PruneTarget::SuccessfulOlderThan(_) => "t.finished_at",
@@ -79,10 +97,16 @@ pub async fn prune(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    let deleted = sqlx::query("delete from task_runs where result_id = any($1::bigint[])")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    let total = ids.len() as u64;
+    let mut deleted = 0;
+    for chunk in ids.chunks(DELETE_CHUNK) {
+        deleted += sqlx::query("delete from task_runs where result_id = any($1::bigint[])")
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        progress(deleted, total);
+    }
     tx.commit().await?;
-    Ok(deleted.rows_affected())
+    Ok(deleted)
 }

@@ -31,6 +31,20 @@ pub struct TortureReport {
     pub e2e_p99: Option<f64>,
 }
 
+/// How many rows of batch `batch` are still READY or RUNNING (for live progress).
+///
+/// # Errors
+/// Database errors.
+pub async fn unfinished(pool: &PgPool, batch: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select count(*) from task_runs where status in ('READY', 'RUNNING') \
+           and spec_json->'batch'->>'id' = $1::text",
+    )
+    .bind(batch)
+    .fetch_one(pool)
+    .await
+}
+
 /// Summarises the rows whose spec carries batch id `batch`.
 ///
 /// # Errors

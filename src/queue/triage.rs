@@ -88,6 +88,18 @@ pub struct RetryReport {
 /// # Errors
 /// Database errors other than the unique-index conflict.
 pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sqlx::Error> {
+    retry_with_progress(pool, id, |_, _| {}).await
+}
+
+/// [`retry`], calling `progress(done, total)` after each row.
+///
+/// # Errors
+/// Database errors other than a row's conflict; rows retried before stay retried.
+pub async fn retry_with_progress(
+    pool: &PgPool,
+    id: Option<TaskId>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RetryReport, sqlx::Error> {
     let ids: Vec<TaskId> = sqlx::query_scalar(
         "select result_id from task_runs where status = 'FAILED' and ($1::bigint is null or result_id = $1::bigint) order by result_id",
     )
@@ -95,7 +107,8 @@ pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sql
     .fetch_all(pool)
     .await?;
     let mut report = RetryReport::default();
-    for id in ids {
+    let total = ids.len() as u64;
+    for (done, id) in (1_u64..).zip(ids) {
         let moved = sqlx::query(
             r#"update task_runs t set status = 'READY', run_after = now(), attempts = 0, started_at = null,
                  last_attempted_at = null, finished_at = null, return_json = null, last_error = null,
@@ -124,6 +137,7 @@ pub async fn retry(pool: &PgPool, id: Option<TaskId>) -> Result<RetryReport, sql
             }
             Err(error) => return Err(error),
         }
+        progress(done, total);
     }
     super::notify::rows(pool, &report.retried).await;
     Ok(report)

@@ -14,15 +14,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::watchdog::{self, Liveness, Supervision};
 use crate::beat::cron::Schedule;
 use crate::beat::spec;
 use crate::queue::periodic::{self, DueRow};
 use crate::queue::{leader, savepoint};
 use crate::shutdown::Shutdown;
+use crate::systemd::Notifier;
+use tokio_util::sync::CancellationToken;
 
 /// Longest wait for the leader-lock session to connect (a frozen server accepts the
 /// connection and never answers).
@@ -115,10 +117,13 @@ struct RowTrouble {
 pub struct Beat {
     /// The database.
     pub pool: PgPool,
-    /// How the leader-lock session connects.
-    pub lock_options: PgConnectOptions,
+    /// How the leader-lock session connects: the DSN's host walk (a direct DSN behind
+    /// a transaction-mode pooler, where a session lock would be lost).
+    pub lock_connector: crate::db::Connector,
     /// Time between passes.
     pub interval: Duration,
+    /// Where readiness, status and watchdog pets go (disabled outside systemd).
+    pub systemd: Notifier,
 }
 
 impl Beat {
@@ -132,15 +137,19 @@ impl Beat {
         let mut leader: Option<PgConnection> = None;
         let mut standing_by = false;
         let mut trouble: HashMap<String, RowTrouble> = HashMap::new();
+        let (liveness, supervisor_done) = self.supervise(&shutdown.stop);
+        let _supervisor = supervisor_done.drop_guard();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = shutdown.stop.cancelled() => break,
+                () = liveness.pulse() => continue,
             }
             let leading = tokio::select! {
-                leading = self.hold_leadership(&mut leader) => leading,
+                leading = liveness.during(self.hold_leadership(&mut leader)) => leading,
                 () = shutdown.stop.cancelled() => break,
             };
+            liveness.beat(usize::from(leading));
             if !leading {
                 if !standing_by {
                     tracing::info!("Another beat holds the leader lock; standing by");
@@ -159,7 +168,7 @@ impl Beat {
                 .map(|(n, _)| n.clone())
                 .collect();
             let pass = tokio::select! {
-                pass = run_pass(&self.pool, &skip) => pass,
+                pass = liveness.during(run_pass(&self.pool, &skip)) => pass,
                 () = shutdown.abort.cancelled() => {
                     tracing::warn!("Abandoning the beat pass under way");
                     break;
@@ -175,6 +184,27 @@ impl Beat {
         tracing::info!("Shutting down beat");
     }
 
+    /// Starts the systemd supervisor for this loop; it stops when the token fires.
+    fn supervise(&self, stop: &CancellationToken) -> (Liveness, CancellationToken) {
+        let liveness = Liveness::default();
+        let done = CancellationToken::new();
+        let supervision = Supervision {
+            notifier: self.systemd.clone(),
+            liveness: liveness.clone(),
+            describe: Box::new(|leading| {
+                if leading == 1 {
+                    "leading"
+                } else {
+                    "standing by"
+                }
+                .to_owned()
+            }),
+            stopping: stop.clone(),
+        };
+        tokio::spawn(watchdog::supervise(supervision, done.clone()));
+        (liveness, done)
+    }
+
     /// Keeps (or takes) the session-level advisory lock; false when another beat has it
     /// or the database cannot be reached.
     async fn hold_leadership(&self, leader: &mut Option<PgConnection>) -> bool {
@@ -185,7 +215,7 @@ impl Beat {
             tracing::warn!("Lost the leader-lock session; reconnecting");
             *leader = None;
         }
-        let connect = PgConnection::connect_with(&self.lock_options);
+        let connect = crate::db::connect_one(&self.lock_connector);
         let Ok(Ok(mut conn)) = tokio::time::timeout(LOCK_CONNECT_TIMEOUT, connect).await else {
             return false;
         };

@@ -1,6 +1,7 @@
 //! The claim loop (spec §5.1): a permit per concurrency slot, claims round-robin across
-//! queues, several rows per claim when several slots are free, and a jittered idle
-//! sleep that a wake-up (`Notify`, for LISTEN/NOTIFY later) or shutdown cuts short.
+//! queues, several rows per claim when several slots are free, and an idle sleep
+//! (planned by [`super::idle`]) that a wake-up (`Notify`, fed by LISTEN/NOTIFY) or
+//! shutdown cuts short.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::idle::{Idler, Woken};
 use super::pipeline::{Pipeline, TaskReport};
+use super::wake::ListenState;
+use super::watchdog::Liveness;
 use crate::executor::Executor;
 use crate::queue::{ClaimRequest, ClaimedTask, Claimer};
 
@@ -60,6 +64,11 @@ pub struct Dispatcher<E> {
     pub claimer: Claimer,
     /// Wakes the loop early when work may have arrived.
     pub wake: Arc<Notify>,
+    /// The loop's heartbeat (readiness, status and the systemd watchdog).
+    pub liveness: Liveness,
+    /// The LISTEN subscription's state when the database has the wake-on-insert
+    /// triggers; `None` for pure polling.
+    pub wake_on_insert: Option<Arc<ListenState>>,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -76,10 +85,16 @@ impl<E: Executor> Dispatcher<E> {
         let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED.max(config.concurrency.get())));
         let mut next_queue = 0_usize;
         let mut last_claim_found_work = false;
+        let mut idler = Idler::new(
+            self.pipeline.pool.clone(),
+            config.queues.clone(),
+            self.wake_on_insert.clone(),
+        );
         loop {
             while let Some(done) = tasks.try_join_next() {
                 count(stats, done);
             }
+            self.liveness.beat(tasks.len());
             if stop.is_cancelled() {
                 return StopReason::Requested;
             }
@@ -93,6 +108,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     Some(done) = tasks.join_next() => count(stats, done),
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -101,6 +117,7 @@ impl<E: Executor> Dispatcher<E> {
                 tokio::select! {
                     () = tokio::time::sleep_until(until.into()) => {}
                     () = stop.cancelled() => return StopReason::Requested,
+                    () = self.liveness.pulse() => {}
                 }
                 continue;
             }
@@ -113,6 +130,7 @@ impl<E: Executor> Dispatcher<E> {
                 permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
                 Some(done) = tasks.join_next() => { count(stats, done); continue; }
                 () = stop.cancelled() => return StopReason::Requested,
+                () = self.liveness.pulse() => continue,
             };
             if !tasks.is_empty() && slots.available_permits() == 0 && last_claim_found_work {
                 // Busy and only one slot free: give other slots a moment to free up so one
@@ -130,7 +148,7 @@ impl<E: Executor> Dispatcher<E> {
             // frozen database it would never answer (those rows, if the claim landed,
             // are reclaimed once their lease expires).
             let polled = tokio::select! {
-                polled = self.poll(&mut next_queue, batch) => polled,
+                polled = self.liveness.during(self.poll(&mut next_queue, batch)) => polled,
                 () = async {
                     stop.cancelled().await;
                     tokio::time::sleep(CLAIM_GRACE).await;
@@ -173,12 +191,17 @@ impl<E: Executor> Dispatcher<E> {
                     if config.burst && tasks.is_empty() {
                         return StopReason::Drained;
                     }
-                    self.idle(stop, tasks, stats).await;
+                    self.liveness
+                        .during(self.idle(&mut idler, stop, tasks, stats))
+                        .await;
                 }
                 Err(error) => {
                     drop((first, first_unrecorded));
                     tracing::error!(error = %error, "Polling error");
-                    self.idle(stop, tasks, stats).await;
+                    crate::db::pooler::report(&error);
+                    self.liveness
+                        .during(self.idle(&mut idler, stop, tasks, stats))
+                        .await;
                 }
             }
         }
@@ -215,10 +238,12 @@ impl<E: Executor> Dispatcher<E> {
         Ok(Vec::new())
     }
 
-    /// Sleeps a random time in [poll_min_backoff, poll_max_backoff), cut short by a
-    /// wake-up, a finished task in burst mode, or `stop`.
+    /// Sleeps a random time in [poll_min_backoff, poll_max_backoff) or until the next
+    /// delayed task is due (see [`Idler`]), cut short by a wake-up, a finished task in
+    /// burst mode, or `stop`.
     async fn idle(
         &self,
+        idler: &mut Idler,
         stop: &CancellationToken,
         tasks: &mut JoinSet<TaskReport>,
         stats: &mut DispatchStats,
@@ -231,12 +256,16 @@ impl<E: Executor> Dispatcher<E> {
             min
         };
         let pause = pause.max(Duration::from_millis(1));
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = self.wake.notified() => {}
-            Some(done) = tasks.join_next(), if config.burst => count(stats, done),
-            () = stop.cancelled() => {}
-        }
+        let Some(pause) = idler.plan(pause).await else {
+            return;
+        };
+        let woken = tokio::select! {
+            () = tokio::time::sleep(pause) => Woken::Timer,
+            () = self.wake.notified() => Woken::Notified,
+            Some(done) = tasks.join_next(), if config.burst => { count(stats, done); Woken::Other }
+            () = stop.cancelled() => Woken::Other,
+        };
+        idler.woken(woken);
     }
 }
 

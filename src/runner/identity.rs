@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::registry;
@@ -19,25 +20,27 @@ const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// after this before calling the holder a live twin.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The lock's connection, if the lock could be taken.
+/// The lock's connection, if the lock could be taken. It stays checked out of the
+/// worker's pool (counted in `db_max_connections`) and is closed, never returned, so
+/// the lock cannot linger on a pooled session.
 pub struct Identity {
-    conn: Option<PgConnection>,
+    conn: Option<PoolConnection<Postgres>>,
     /// `Some(false)`: another live session holds the lock; `None`: the database did
     /// not answer.
     pub free: Option<bool>,
 }
 
-/// Takes the identity lock of `worker_id` on a connection of its own.
+/// Takes the identity lock of `worker_id` on a connection of its own (from `pool`).
 pub async fn take(pool: &PgPool, worker_id: &str) -> Identity {
     let mut free = None;
     for round in 0..2 {
         if round > 0 {
             tokio::time::sleep(RETRY_AFTER).await;
         }
-        let Ok(conn) = pool.acquire().await else {
+        let Ok(mut conn) = pool.acquire().await else {
             return Identity { conn: None, free };
         };
-        let mut conn = conn.detach();
+        conn.close_on_drop();
         match registry::hold_identity(&mut conn, worker_id).await {
             Ok(true) => {
                 return Identity {

@@ -6,6 +6,7 @@ pub mod beat;
 pub mod completer;
 pub mod dispatcher;
 pub mod identity;
+pub mod idle;
 pub mod lease_keeper;
 pub mod maintenance;
 pub mod memory_log;
@@ -15,6 +16,7 @@ pub mod record;
 pub mod running;
 pub mod stall;
 pub mod wake;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::executor::process::TERM_GRACE;
-use crate::queue::{Claimer, claim_order, registry};
+use crate::queue::{Claimer, claim_order, registry, waiters};
 use crate::shutdown::Shutdown;
 use completer::Completer;
 use dispatcher::{DispatchStats, Dispatcher, StopReason};
@@ -35,6 +37,9 @@ use lease_keeper::LeaseKeeper;
 use observer::Observer;
 use pipeline::Pipeline;
 use running::Running;
+use watchdog::{Liveness, Supervision};
+
+use crate::systemd::Notifier;
 
 /// How a worker run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +57,11 @@ pub struct Worker<E> {
     executor: Arc<E>,
     claimer: Claimer,
     wake: Arc<Notify>,
+    /// Set when the database has the wake-on-insert triggers.
+    wake_on_insert: Option<Arc<wake::ListenState>>,
     observer: Observer,
+    listen_pool: Option<PgPool>,
+    systemd: Notifier,
 }
 
 impl<E: Executor> Worker<E> {
@@ -63,19 +72,45 @@ impl<E: Executor> Worker<E> {
     pub async fn new(config: WorkerConfig, pool: PgPool, executor: E) -> Result<Self, sqlx::Error> {
         let order = claim_order::detect(&pool, config.priority_aging_factor).await?;
         tracing::info!(claim_order = %order.describe(), "Claim order selected");
+        let wake_on_insert = waiters::installed(&pool).await?;
+        tracing::info!(
+            wake_on_insert,
+            "{}",
+            if wake_on_insert {
+                "Wake-on-insert triggers found; idle workers are notified of new tasks"
+            } else {
+                "No wake-on-insert triggers; tasks inserted without NOTIFY are found by polling"
+            }
+        );
         Ok(Worker {
             config: Arc::new(config),
+            listen_pool: Some(pool.clone()),
             pool,
             executor: Arc::new(executor),
             claimer: Claimer::new(order),
             wake: Arc::new(Notify::new()),
+            wake_on_insert: wake_on_insert.then(|| Arc::new(wake::ListenState::default())),
             observer: Observer::default(),
+            systemd: Notifier::disabled(),
         })
     }
 
     /// The same worker, reporting metrics and events through `observer`.
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// The same worker, taking LISTEN/NOTIFY wake-ups through `listen_pool` (a direct
+    /// DSN behind a transaction-mode pooler), or polling only when `None`.
+    pub fn with_listen_pool(mut self, listen_pool: Option<PgPool>) -> Self {
+        self.listen_pool = listen_pool;
+        self
+    }
+
+    /// The same worker, notifying systemd (readiness, status, watchdog).
+    pub fn with_systemd(mut self, notifier: Notifier) -> Self {
+        self.systemd = notifier;
         self
     }
 
@@ -116,13 +151,16 @@ impl<E: Executor> Worker<E> {
             observer: observer.clone(),
         };
         background.spawn(keeper.run(services.clone()));
-        let wake = self.wake.clone();
-        background.spawn(wake::listen(
-            self.pool.clone(),
-            config.queues.clone(),
-            move || wake.notify_one(),
-            services.clone(),
-        ));
+        if let Some(listen_pool) = self.listen_pool.clone() {
+            let wake = self.wake.clone();
+            background.spawn(wake::listen(
+                listen_pool,
+                config.queues.clone(),
+                self.wake_on_insert.clone().unwrap_or_default(),
+                move || wake.notify_one(),
+                services.clone(),
+            ));
+        }
 
         if self.executor.pool_stats().is_some() {
             background.spawn(sample_pool(
@@ -143,14 +181,30 @@ impl<E: Executor> Worker<E> {
             completer,
             observer,
         });
+        let liveness = Liveness::default();
+        let draining = shutdown.stop.child_token();
+        background.spawn(watchdog::supervise(
+            worker_supervision(
+                &self.systemd,
+                &liveness,
+                &draining,
+                config.concurrency.get(),
+            ),
+            services.clone(),
+        ));
         let dispatcher = Dispatcher {
             pipeline,
             claimer: self.claimer.clone(),
             wake: self.wake.clone(),
+            liveness,
+            // Without a LISTEN session (a transaction pooler and no listen_dsn) nothing
+            // would hear the triggers' notifications: poll instead of marking queues.
+            wake_on_insert: self.listen_pool.as_ref().and(self.wake_on_insert.clone()),
         };
         let mut tasks = JoinSet::new();
         let mut stats = DispatchStats::default();
         let reason = dispatcher.run(&shutdown.stop, &mut tasks, &mut stats).await;
+        draining.cancel();
         let hard_deadline = drain(
             &mut tasks,
             &mut stats,
@@ -265,6 +319,24 @@ impl<E: Executor> Worker<E> {
             services.clone(),
         ));
         registered_at
+    }
+}
+
+/// The worker's systemd status: running tasks and idle slots of the claim loop.
+fn worker_supervision(
+    notifier: &Notifier,
+    liveness: &Liveness,
+    draining: &CancellationToken,
+    concurrency: usize,
+) -> Supervision {
+    Supervision {
+        notifier: notifier.clone(),
+        liveness: liveness.clone(),
+        describe: Box::new(move |running| {
+            let idle = concurrency.saturating_sub(running);
+            format!("claiming: {running} running, {idle} idle slots")
+        }),
+        stopping: draining.clone(),
     }
 }
 

@@ -96,6 +96,7 @@ impl Cluster {
                 "stream",
                 "-R",
                 "--no-sync",
+                "--checkpoint=fast",
             ],
         )?;
         standby.start_server()?;
@@ -243,7 +244,7 @@ pub async fn wait_until_answers(url: &str, deadline: Duration) -> Result<(), Str
     }
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     // The effective uid, from /proc (nix's `user` feature is not enabled).
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -153,11 +153,11 @@ fn the_pool_is_sized_from_the_concurrency_unless_set() {
             .to_owned()
     };
     assert!(
-        setting(&["--concurrency", "10"]).contains("0 (sized from concurrency: 17)"),
+        setting(&["--concurrency", "10"]).contains("0 (sized from concurrency: 18)"),
         "{}",
         setting(&["--concurrency", "10"])
     );
-    assert!(setting(&["--concurrency", "200"]).contains("sized from concurrency: 39"));
+    assert!(setting(&["--concurrency", "200"]).contains("sized from concurrency: 40"));
     let fixed = setting(&["--db-max-connections", "5"]);
     assert!(fixed.contains('5') && fixed.contains("flag"), "{fixed}");
     let out = reproq(
@@ -203,12 +203,33 @@ async fn a_small_pool_bounds_the_workers_connections() {
     let mut worker = Spawned::start(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut most = 0;
-    while finished(&mut conn).await < 40 {
-        most = most.max(others(&mut conn).await.len());
+    let mut at_most = Vec::new();
+    // Sampled once a task has finished: the start-up check's connection (closed before
+    // the pool opens any) may linger on the server for a moment under load.
+    loop {
+        let done = finished(&mut conn).await;
+        if done >= 40 {
+            break;
+        }
+        if done == 0 {
+            assert!(Instant::now() < deadline, "{}", worker.output());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let seen = others(&mut conn).await;
+        if seen.len() > most {
+            most = seen.len();
+            at_most = seen;
+        }
         assert!(Instant::now() < deadline, "{}", worker.output());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(most <= 3, "{most} connections with --db-max-connections 3");
+    assert!(
+        most <= 3,
+        "{most} connections with --db-max-connections 3: {at_most:?}"
+    );
+    // LISTEN and the identity lock hold theirs for good: the samples saw the pool.
+    assert!(most >= 2, "sampled {most} connections only");
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(30).await.success());
 }
@@ -338,13 +359,13 @@ async fn health_checks_answer_while_the_pool_is_taken() {
             "--concurrency",
             "1",
             "--db-max-connections",
-            "2",
+            "3",
         ],
     ));
     let mut worker = Spawned::start(&args, &[]);
     crate::support::wait_for_status(&db.pool, id, "RUNNING", 30).await;
     // The task's outcome write waits on this row lock, holding the one pool connection
-    // LISTEN leaves.
+    // LISTEN and the identity lock leave.
     let mut blocker = observer(&db).await;
     sqlx::raw_sql(&format!(
         "begin; select 1 from task_runs where result_id = {id} for update"

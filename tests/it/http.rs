@@ -92,6 +92,7 @@ async fn start_with(
     let stop = CancellationToken::new();
     let state = Arc::new(HttpState {
         pool: db.pool.clone(),
+        follows: None,
         metrics: metrics.clone(),
         events: Some(events.clone()),
         access: Access::from_config(&config.metrics).unwrap(),

@@ -5,33 +5,41 @@
 //! output is intended.
 //!
 //! Host-specific values are normalized before comparing: the DSN of the test server
-//! (`<dsn>`), the default `<hostname>-<pid>` worker id (`<host-pid>`), the scratch
-//! directory (`<dir>`).
+//! (`<dsn>`) and its `host:port` (`<host:port>`), the default `<hostname>-<pid>` worker
+//! id (`<host-pid>`), the scratch directory (`<dir>`). The runs that connect use an
+//! empty database of their own, so the schema-readiness warnings are always the same.
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{admin_url, reproq, stderr, stdout};
+use crate::support::{TestDb, admin_url, reproq, stderr, stdout};
 
 /// The repository root (the example configs live there).
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Exit code, stdout and stderr of one run, host-specific values replaced.
-fn run(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> String {
+/// Exit code, stdout and stderr of one run, host-specific values replaced (`dsn`: the
+/// test server's DSN the run may print).
+fn run(args: &[&str], env: &[(&str, &str)], cwd: &Path, dsn: &str) -> String {
     let output = reproq(args, env, Some(cwd));
-    let admin = admin_url();
-    let redacted = admin
-        .parse::<reproq::config::Dsn>()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
+    let parsed = dsn.parse::<reproq::config::Dsn>().ok();
+    let redacted = parsed.as_ref().map(|d| d.to_string()).unwrap_or_default();
+    let endpoints: Vec<String> = parsed
+        .and_then(|d| d.endpoints().ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     let normalize = |text: String| -> String {
         text.lines()
             .map(|line| {
-                let line = line
-                    .replace(&admin, "<dsn>")
+                let mut line = line
+                    .replace(dsn, "<dsn>")
                     .replace(&redacted, "<dsn>")
                     .replace(&cwd.display().to_string(), "<dir>");
+                for endpoint in &endpoints {
+                    line = line.replace(endpoint.as_str(), "<host:port>");
+                }
                 if line.starts_with("worker.worker_id") && line.contains("default") {
                     let end = line.rfind("  ").map_or(line.len(), |i| i + 2);
                     format!("{}<host-pid>", &line[..end])
@@ -43,8 +51,8 @@ fn run(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> String {
             .collect()
     };
     format!(
-        "$ reproq {}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
+        "$ reproq {}exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        normalize(args.join(" ")),
         output.status.code(),
         normalize(stdout(&output)),
         normalize(stderr(&output)),
@@ -86,27 +94,35 @@ fn examples() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn validate_golden_example_configs() {
+#[tokio::test]
+async fn validate_golden_example_configs() {
     let dir = examples();
-    let admin = admin_url();
+    let db = TestDb::empty().await;
     for ext in ["yaml", "toml"] {
         let config = format!("example.{ext}");
         let text = run(
-            &["worker", "--validate", "--config", &config, "--dsn", &admin],
+            &[
+                "worker",
+                "--validate",
+                "--config",
+                &config,
+                "--dsn",
+                &db.url,
+            ],
             &[],
             dir.path(),
+            &db.url,
         );
         check(&format!("validate_example_{ext}"), &text);
     }
 }
 
-#[test]
-fn validate_golden_env_and_flags() {
+#[tokio::test]
+async fn validate_golden_env_and_flags() {
     let dir = examples();
-    let admin = admin_url();
+    let db = TestDb::empty().await;
     let env = [
-        ("DATABASE_URL", admin.as_str()),
+        ("DATABASE_URL", db.url.as_str()),
         ("WORKER_ID", "env-id"),
         ("QUEUE_NAMES", "high, low,,"),
         ("ALLOWED_TASK_MODULES", ""),
@@ -119,6 +135,10 @@ fn validate_golden_env_and_flags() {
         ("METRICS_AUTH_WINDOW", "90s"),
         ("METRICS_AUTH_ALLOW_NO_EXP", "true"),
         ("REPROQ_LOGS_DIR", "/tmp/reproq-logs"),
+        (
+            "REPROQ_LISTEN_DSN",
+            "postgres://app:hunter2@db1,db2:6432/app",
+        ),
     ];
     let text = run(
         &[
@@ -143,6 +163,7 @@ fn validate_golden_env_and_flags() {
         ],
         &env,
         dir.path(),
+        &db.url,
     );
     check("validate_env_and_flags", &text);
 }
@@ -159,6 +180,7 @@ fn validate_golden_every_problem_at_once() {
     )
     .unwrap();
     let env = [("REPROQ_EXECUTOR_MODE", "thread")];
+    let admin = admin_url();
     let with_dsn = run(
         &[
             "worker",
@@ -168,18 +190,20 @@ fn validate_golden_every_problem_at_once() {
         ],
         &env,
         dir.path(),
+        &admin,
     );
     check("validate_problems", &with_dsn);
-    let no_dsn = run(&["worker", "--validate"], &env, dir.path());
+    let no_dsn = run(&["worker", "--validate"], &env, dir.path(), &admin);
     check("validate_problems_no_dsn", &no_dsn);
-    let running = run(&["worker", "-concurrency=0"], &env, dir.path());
+    let running = run(&["worker", "-concurrency=0"], &env, dir.path(), &admin);
     check("worker_problems", &running);
 }
 
-#[test]
-fn validate_golden_unknown_keys_warn() {
+#[tokio::test]
+async fn validate_golden_unknown_keys_warn() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = admin_url();
+    let db = TestDb::empty().await;
+    let admin = db.url.as_str();
     std::fs::write(
         dir.path().join("reproq.toml"),
         format!(
@@ -195,6 +219,7 @@ fn validate_golden_unknown_keys_warn() {
             &["worker", "--validate"],
             &[("DATABASE_URL", "")],
             dir.path(),
+            admin,
         ),
     );
 }
@@ -207,7 +232,9 @@ fn validate_golden_beat_problems_and_help() {
         "dsn = \"not a dsn\"\n[beat]\ninterval = \"soon\"\nbogus = 1\n",
     )
     .unwrap();
-    check("beat_problems", &run(&["beat", "--once"], &[], dir.path()));
-    check("worker_help", &run(&["worker", "--help"], &[], dir.path()));
-    check("beat_help", &run(&["beat", "--help"], &[], dir.path()));
+    let admin = admin_url();
+    let run = |args: &[&str]| run(args, &[], dir.path(), &admin);
+    check("beat_problems", &run(&["beat", "--once"]));
+    check("worker_help", &run(&["worker", "--help"]));
+    check("beat_help", &run(&["beat", "--help"]));
 }

@@ -54,6 +54,15 @@ def main():
     kwargs = spec.get("kwargs") or {}
     if name == "ok":
         emit({"ok": True, "return": spec.get("args", [None])[0] if spec.get("args") else None})
+    elif name == "django_settings":
+        # Loads the stub Django with the given DATABASES, as a Django task would load settings.
+        stub = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stub_django")
+        if stub not in sys.path:
+            sys.path.insert(0, stub)
+        import django.conf
+
+        django.conf.settings.DATABASES = kwargs.get("databases", {"default": {}})
+        emit({"ok": True, "return": sorted(django.conf.settings.DATABASES)})
     elif name == "echo":
         emit({"ok": True, "return": {"argv": sys.argv[1:], "spec": spec, "cwd": os.getcwd(),
                                      "env": {k: os.environ.get(k) for k in kwargs.get("env", [])},
@@ -133,6 +142,12 @@ def main():
     elif name == "deep_return":
         levels = int(kwargs.get("levels", 100000))
         sys.stdout.write('{"ok": true, "return": ' + "[" * levels + "]" * levels + "}\n")
+    elif name == "journal":
+        # One line per execution in kwargs["file"] (counts re-runs), then a short sleep.
+        with open(kwargs["file"], "a") as handle:
+            handle.write("%s %.3f\n" % (args.result_id, time.time()))
+        time.sleep(float(kwargs.get("seconds", 0)))
+        emit({"ok": True, "return": args.result_id})
     elif name == "nan":
         sys.stdout.write('{"ok": true, "return": NaN}\n')
     else:

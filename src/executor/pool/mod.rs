@@ -12,6 +12,7 @@
 //! started, [`Executor::ready_at`] reports a backoff so the dispatcher claims nothing
 //! meanwhile, and a task already claimed goes back to READY with its attempt refunded.
 
+mod advice;
 mod child;
 mod output;
 
@@ -84,6 +85,7 @@ pub struct PoolExecutor {
     backoff: Mutex<StartBackoff>,
     /// Pool figures.
     pub stats: PoolStats,
+    advice: Box<advice::Advice>,
     _runner_dir: tempfile::TempDir,
 }
 
@@ -122,6 +124,7 @@ impl PoolExecutor {
                 until: None,
             }),
             stats: PoolStats::default(),
+            advice: Box::default(),
             _runner_dir: dir,
         })
     }
@@ -253,6 +256,7 @@ impl Executor for PoolExecutor {
                     .get("exit")
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(1);
+                self.advice.relay(&reply);
                 child.tasks += 1;
                 self.checkin(child);
                 Ending::Exited(ExitStatus::from_raw(((code & 0xff) as i32) << 8))

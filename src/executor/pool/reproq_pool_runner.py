@@ -7,7 +7,9 @@ re-pointed per task, so a task's output never mixes with the protocol.
 
 Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 Worker -> runner: {"module", "argv", "stdin", "stdout", "stderr"} (file paths).
-Runner -> worker: {"ready": true, "pid"} once, then {"exit": <int>} per task.
+Runner -> worker: {"ready": true, "pid"} once, then {"exit": <int>} per task, with
+"warnings": [{"code", "message"}] added when the runner has advice for the worker's log
+(each code at most once per runner; the worker logs each code once).
 
 For each task the configured executor module runs exactly as `python -m` would run it
 (runpy, run_name "__main__", the same argv), with SystemExit caught. Its code object is
@@ -157,6 +159,43 @@ def restore(baseline):
 
 SAVED_STDERR = os.dup(2)
 
+DJANGO_CHECKED = False
+
+
+def django_warnings():
+    """Advice about the Django settings the tasks loaded, checked once per runner.
+
+    Django's default CONN_MAX_AGE = 0 closes the database connection at the end of every
+    task (close_old_connections), so each task in a warm runner opens a new one.
+    """
+    global DJANGO_CHECKED
+    if DJANGO_CHECKED or "django.conf" not in sys.modules:
+        return []
+    try:
+        settings = sys.modules["django.conf"].settings
+        if not settings.configured:
+            return []
+        databases = dict(settings.DATABASES)
+    except Exception:
+        return []
+    DJANGO_CHECKED = True
+    aliases = sorted(
+        alias for alias, options in databases.items()
+        if isinstance(options, dict) and options.get("CONN_MAX_AGE", 0) == 0
+    )
+    if not aliases:
+        return []
+    return [{
+        "code": "django_conn_max_age_zero",
+        "message": (
+            "Django DATABASES %s %s CONN_MAX_AGE = 0 (Django's default): every task opens a new "
+            "database connection (about 6 ms of Postgres CPU each). Set CONN_MAX_AGE = 600 and "
+            "CONN_HEALTH_CHECKS = True in those DATABASES entries so a warm runner reuses its connection"
+            % (", ".join(repr(a) for a in aliases), "has" if len(aliases) == 1 else "have")
+        ),
+        "aliases": aliases,
+    }]
+
 
 def main():
     if sys.path and sys.path[0] != os.getcwd():
@@ -173,7 +212,11 @@ def main():
             request = read_frame()
         except EOFError:
             return
-        write_frame({"exit": run_task(request, baseline)})
+        reply = {"exit": run_task(request, baseline)}
+        warnings = django_warnings()
+        if warnings:
+            reply["warnings"] = warnings
+        write_frame(reply)
 
 
 if __name__ == "__main__":

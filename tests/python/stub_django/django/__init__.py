@@ -1,0 +1,1 @@
+"""A stand-in for the parts of Django the pool runner looks at (tests only)."""
