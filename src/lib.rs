@@ -4,8 +4,9 @@
 //! # Codemap
 //!
 //! - `cli/`: clap front-end (Go flag syntax), one file per subcommand, exit codes.
-//! - `config/`: defaults ← file ← env ← flags, resolved once into typed structs; DSN
-//!   and Go-duration parsing.
+//! - `config/`: one table row per setting (`table.rs`; rows in `worker.rs`,
+//!   `metrics.rs`, `beat.rs`) → clap flags (`flags.rs`), defaults ← file ← env ← flags
+//!   (`resolve.rs`), checks (`validate.rs`), typed structs; DSN and Go-duration parsing.
 //! - `telemetry/`: the JSON (or text) log layer and its redaction rule.
 //! - `db/`: connecting a pool (`hosts`: the libpq host walk and `target_session_attrs`;
 //!   `failover`: keeping a pool on the chosen host; `pooler`: transaction-mode pooler
@@ -14,7 +15,10 @@
 //!   sibling `.sql` files): claim, complete, workflows, leases, reclaim, periodic (and
 //!   the beat's leader lock and savepoints), ops.
 //! - `executor/`: runs one attempt as a child process (`process.rs`, spawn mode) or in a
-//!   warm runner (`pool/`); envelope parsing, capture caps, log files. No SQL.
+//!   warm runner (`pool/`), configured by its own `ExecutorConfig` (`settings.rs`);
+//!   envelope parsing, capture caps, log files. No SQL, no `queue/`.
+//! - `spec/`: task specs (canonical JSON, spec v1) and the rules shared by every reader
+//!   of user JSON: nesting limit (`depth`), NUL replacement (`pg_text`).
 //! - `beat/`: pure logic of the scheduler: cron schedules, the byte-exact periodic spec.
 //! - `runner/`: the long-lived services: `dispatcher` (claim loop) → `pipeline` (one
 //!   task) → `record` (outcome writes, retried until they land) and `completer`

@@ -31,7 +31,7 @@ impl BeatArgs {
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
         let role = role.unwrap_or_else(|| "beat".to_owned());
-        telemetry::init(telemetry::format_from_env(), std::io::stdout);
+        super::init_logging(std::io::stdout, telemetry::DEFAULT_FILTER);
         let span = tracing::info_span!("beat", worker_id = %role, role = %role);
         run_beat(config).instrument(span).await
     }

@@ -21,7 +21,7 @@ mod torture;
 mod triage;
 mod worker;
 
-pub use worker::parse_worker_config;
+pub use worker::{executor_config, parse_worker_config};
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -156,6 +156,20 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
 /// `outer: inner: …` like anyhow's `{:#}`, minus the causes whose text the previous
 /// message already ends with (driver errors often repeat their source in their own
 /// message, which printed "Connection refused" three times).
+/// Installs the log subscriber, with the format from `REPROQ_LOG_FORMAT` and the filter
+/// from `RUST_LOG` (else `default_filter`).
+fn init_logging<W>(writer: W, default_filter: &str)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use std::io::IsTerminal;
+    let requested = std::env::var("REPROQ_LOG_FORMAT").ok();
+    let format =
+        crate::telemetry::format_for(requested.as_deref(), std::io::stdout().is_terminal());
+    let directives = std::env::var("RUST_LOG").ok();
+    crate::telemetry::init_with_filter(format, writer, default_filter, directives.as_deref());
+}
+
 fn error_chain(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {

@@ -21,7 +21,6 @@ use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::spec::canonical::{Json, Number};
 use crate::spec::v1::{self, SpecInput};
-use crate::telemetry;
 
 /// Largest load one run may enqueue.
 const MAX_COUNT: i64 = 1_000_000;
@@ -72,7 +71,7 @@ impl TortureArgs {
             .dsn
             .clone()
             .ok_or_else(|| UsageError("torture needs --dsn or DATABASE_URL".into()))?;
-        telemetry::init_with_default(telemetry::format_from_env(), std::io::stderr, "warn");
+        super::init_logging(std::io::stderr, "warn");
         // In-process workers: the worker's plan caching, so the figures are the worker's.
         let pool = self.connect.pool_with(crate::db::Plans::Generic).await?;
         super::loopback::require_local_server(&pool).await?;
@@ -169,7 +168,7 @@ impl TortureArgs {
                     "50ms",
                 ];
                 let config = super::parse_worker_config(&args)?;
-                let executor = AnyExecutor::for_config(&config)?;
+                let executor = AnyExecutor::for_config(&super::worker::executor_config(&config))?;
                 let worker = Worker::new(config, pool.clone(), executor).await?;
                 runs.spawn(worker.run(shutdown.clone()));
             }

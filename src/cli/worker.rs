@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::serve_http::{HttpEnv, Services};
 use crate::config::{self, ConfigError, PayloadMode, WorkerConfig, WorkerFlags, values};
-use crate::executor::AnyExecutor;
+use crate::executor::{AnyExecutor, ExecutorConfig};
 use crate::runner::Worker;
 use crate::shutdown::Shutdown;
 use crate::{db, telemetry};
@@ -52,6 +52,12 @@ pub fn parse_worker_config(args: &[&str]) -> anyhow::Result<WorkerConfig> {
     )?)
 }
 
+/// The executors' settings, with the worker's inherited `PYTHONPATH` (only `cli/`
+/// reads the environment).
+pub fn executor_config(config: &WorkerConfig) -> ExecutorConfig {
+    ExecutorConfig::from_worker(config, std::env::var("PYTHONPATH").ok())
+}
+
 impl WorkerArgs {
     pub async fn run(self, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         let file =
@@ -66,7 +72,7 @@ impl WorkerArgs {
 }
 
 async fn run_worker(config: WorkerConfig) -> anyhow::Result<ExitCode> {
-    telemetry::init(telemetry::format_from_env(), std::io::stdout);
+    super::init_logging(std::io::stdout, telemetry::DEFAULT_FILTER);
     let span = tracing::info_span!("worker", worker_id = %config.worker_id);
     run_in_span(config).instrument(span).await
 }
@@ -107,7 +113,8 @@ async fn run_in_span(config: WorkerConfig) -> anyhow::Result<ExitCode> {
         .listen_for_signals()
         .context("installing signal handlers")?;
     let services = Services::start(&config, &env, &pool, &shutdown).await?;
-    let executor = AnyExecutor::for_config(&config).context("preparing the executor")?;
+    let executor =
+        AnyExecutor::for_config(&executor_config(&config)).context("preparing the executor")?;
     let worker = Worker::new(config, pool.clone(), executor)
         .await
         .context("inspecting the schema")?

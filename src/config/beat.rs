@@ -1,36 +1,39 @@
 //! `reproq beat` settings (spec/worker.md §2.5): DSN precedence top-level `dsn` <
 //! `beat.dsn` < `DATABASE_URL` < `--dsn`, and the pass interval (`--interval` or
-//! `beat.interval`, a positive Go duration, default 30 s).
+//! `beat.interval`, a positive Go duration, default 30 s), and `listen_dsn`: the direct
+//! DSN for the leader lock behind a transaction-mode pooler.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args};
+use clap::ArgMatches;
 
 use super::file::ConfigFile;
-use super::layers::{Layers, Setting, from_file};
-use super::worker::{resolve_dsn, resolve_listen_dsn};
-use super::{ConfigError, Dsn, duration, values};
+pub use super::flags::BeatFlags;
+use super::layers::{Layers, Setting};
+use super::table::{Kind, Spec};
+use super::{ConfigError, Dsn, resolve, validate, values};
 
-/// Flags of `reproq beat`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct BeatFlags {
-    /// Postgres DSN; default from the config file
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub dsn: Option<String>,
-    /// Config file (YAML or TOML)
-    #[arg(long, env = "REPROQ_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Direct (not pooled) DSN for the leader-lock session, needed behind a transaction-mode pooler
-    #[arg(long, env = "REPROQ_LISTEN_DSN", hide_env_values = true)]
-    pub listen_dsn: Option<String>,
-    /// Time between passes (Go duration) [default: 30s]
-    #[arg(long, value_parser = values::go_positive_duration)]
-    pub interval: Option<Duration>,
-    /// Run one pass and exit (non-zero if any row failed)
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = values::go_bool)]
-    pub once: Option<bool>,
-}
+/// The beat's settings, in `--validate` order. How to add one: see [`super::table`].
+pub const BEAT_SETTINGS: &[Spec] = &[
+    Spec {
+        env: Some("REPROQ_LISTEN_DSN"),
+        secret: true,
+        ..Spec::flag(
+            "beat.listen_dsn",
+            "listen_dsn",
+            Kind::Text,
+            "",
+            "Direct (not pooled) DSN for the leader-lock session, needed behind a transaction-mode pooler",
+        )
+    },
+    Spec::flag(
+        "beat.interval",
+        "interval",
+        Kind::DurationText(values::go_positive_duration),
+        "30s",
+        "Time between passes (Go duration) [default: 30s]",
+    ),
+];
 
 /// Validated beat settings.
 #[derive(Debug, Clone)]
@@ -62,22 +65,10 @@ impl BeatConfig {
         let mut layers = Layers::new(matches);
         let top = layers.section(file, "");
         let section = layers.section(file, "beat");
-        let dsn = resolve_dsn(&mut layers, flags.dsn.clone(), top, section, "beat");
-        let listen_dsn = resolve_listen_dsn(&mut layers, flags.listen_dsn.clone(), section, "beat");
-        let interval = layers.pick(
-            "beat.interval",
-            Some("interval"),
-            flags.interval.map(duration::format),
-            from_file(section, |s| s.string("interval")),
-            "30s".to_owned(),
-        );
-        let interval = match duration::parse_positive(&interval) {
-            Ok(interval) => Some(interval),
-            Err(error) => {
-                layers.problem("beat.interval", error);
-                None
-            }
-        };
+        let dsn = resolve::dsn(&mut layers, flags.dsn.clone(), top, section, "beat");
+        let values = resolve::table(&mut layers, BEAT_SETTINGS, section);
+        let listen_dsn = validate::optional_dsn(&mut layers, &values, "beat.listen_dsn");
+        let interval = validate::positive_duration(&mut layers, &values, "beat.interval");
         match (dsn, interval) {
             (Some(dsn), Some(interval)) if layers.problems.is_empty() => Ok(BeatConfig {
                 dsn,

@@ -21,52 +21,21 @@ pub const DISCOVERY_NAMES: &[&str] = &[
 ];
 
 const TOP_KEYS: &[&str] = &["dsn", "worker", "beat", "metrics"];
-const WORKER_KEYS: &[&str] = &[
-    "dsn",
-    "listen_dsn",
-    "worker_id",
-    "process_role",
-    "queues",
-    "allowed_task_modules",
-    "concurrency",
-    "poll_min_backoff",
-    "poll_max_backoff",
-    "lease_seconds",
-    "heartbeat_seconds",
-    "reclaim_interval_seconds",
-    "python_bin",
-    "executor_module",
-    "payload_mode",
-    "max_payload_bytes",
-    "max_stdout_bytes",
-    "max_stderr_bytes",
-    "logs_dir",
-    "exec_timeout",
-    "max_attempts_default",
-    "shutdown_timeout",
-    "lock_timeout",
-    "statement_timeout",
-    "priority_aging_factor",
-    "env_scrub",
-    "executor_mode",
-    "pool_max_tasks",
-    "pool_max_rss",
-    "db_max_connections",
-];
-const BEAT_KEYS: &[&str] = &["dsn", "listen_dsn", "interval"];
-const METRICS_KEYS: &[&str] = &[
-    "addr",
-    "port",
-    "auth_token",
-    "allow_cidrs",
-    "auth_limit",
-    "auth_window",
-    "auth_max_entries",
-    "auth_allow_no_exp",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-];
+
+/// Whether `key` is a key of `section`: a row of a settings table, or the section's
+/// own `dsn` (worker, beat).
+fn is_known(section: &str, key: &str) -> bool {
+    let tables = [
+        super::worker::WORKER_SETTINGS,
+        super::metrics::METRICS_SETTINGS,
+        super::beat::BEAT_SETTINGS,
+    ];
+    (key == "dsn" && section != "metrics")
+        || tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .any(|spec| spec.section() == section && spec.file_key() == key)
+}
 
 /// A problem with the config file itself.
 #[derive(Debug, thiserror::Error)]
@@ -207,14 +176,11 @@ impl ConfigFile {
                 ));
                 continue;
             }
-            let known = match key.as_str() {
-                "worker" => WORKER_KEYS,
-                "beat" => BEAT_KEYS,
-                "metrics" => METRICS_KEYS,
-                _ => continue,
-            };
+            if key == "dsn" {
+                continue;
+            }
             if let Value::Object(table) = value {
-                for inner in table.keys().filter(|k| !known.contains(&k.as_str())) {
+                for inner in table.keys().filter(|k| !is_known(key, k)) {
                     warnings.push(format!(
                         "unknown config key \"{key}.{inner}\" in {}",
                         self.path.display()

@@ -61,6 +61,25 @@ impl<'a> Layers<'a> {
         }
     }
 
+    /// The parsed flags.
+    pub fn matches(&self) -> &'a ArgMatches {
+        self.matches
+    }
+
+    /// Replaces the shown value of the last setting (a secret that is set).
+    pub fn redact_last(&mut self) {
+        if let Some(setting) = self.settings.last_mut() {
+            setting.value = "[REDACTED]".into();
+        }
+    }
+
+    /// Replaces the shown value of `key` (a DSN with its password hidden, a computed size).
+    pub fn show(&mut self, key: &str, shown: String) {
+        if let Some(setting) = self.settings.iter_mut().rev().find(|s| s.key == key) {
+            setting.value = shown;
+        }
+    }
+
     /// Whether a flag's value came from the command line or its environment variable.
     pub fn flag_source(&self, id: &str) -> Option<Source> {
         match self.matches.try_get_raw(id).ok().flatten()?.len() {

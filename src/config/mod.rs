@@ -2,15 +2,23 @@
 //! resolved once into typed structs ([`WorkerConfig`], [`BeatConfig`]) that the
 //! runtime takes as given. Names are the Go worker's (spec/worker.md §2.3–2.5). Every
 //! setting remembers where its value came from, for `reproq worker --validate`.
+//!
+//! Each setting is described once, in a table row ([`table`]; the rows live in
+//! `worker.rs`, `metrics.rs`, `beat.rs`); `flags.rs` builds the clap flags from them,
+//! `resolve.rs` layers the values, `validate.rs` checks what a row's parser cannot.
 
 pub mod beat;
 pub mod dsn;
 mod dsn_modes;
 pub mod duration;
 pub mod file;
+pub mod flags;
 mod layers;
 pub mod metrics;
 pub mod pool_size;
+pub mod resolve;
+pub mod table;
+pub mod validate;
 pub mod values;
 pub mod worker;
 

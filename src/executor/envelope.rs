@@ -70,7 +70,7 @@ fn sanitize_raw(raw: &str) -> String {
         return raw.to_owned();
     }
     match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(value) => crate::queue::error_object::strip_nuls(value).to_string(),
+        Ok(value) => crate::spec::pg_text::strip_nuls(value).to_string(),
         Err(_) => raw.to_owned(),
     }
 }

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod logs;
 pub mod pool;
 pub mod process;
+pub mod settings;
 
 use std::future::Future;
 use std::process::ExitStatus;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use capture::Captured;
 pub use process::SpawnExecutor;
+pub use settings::{ExecutorConfig, PoolConfig};
 
 /// One attempt to run.
 #[derive(Debug, Clone)]
@@ -148,12 +150,12 @@ pub enum AnyExecutor {
 }
 
 impl AnyExecutor {
-    /// The executor `config.executor_mode` asks for.
+    /// The executor `config.mode` asks for.
     ///
     /// # Errors
     /// Pool mode could not write its runner module.
-    pub fn for_config(config: &crate::config::WorkerConfig) -> std::io::Result<Self> {
-        Ok(match config.executor_mode {
+    pub fn for_config(config: &ExecutorConfig) -> std::io::Result<Self> {
+        Ok(match config.mode {
             crate::config::ExecutorMode::Spawn => AnyExecutor::Spawn(SpawnExecutor::new(config)),
             crate::config::ExecutorMode::Pool => {
                 AnyExecutor::Pool(pool::PoolExecutor::new(config)?)

@@ -15,8 +15,9 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{Captured, read_capped};
+use super::settings::ExecutorConfig;
 use super::{Ending, ExecError, ExecOutput, ExecRequest, Executor};
-use crate::config::{PayloadMode, WorkerConfig};
+use crate::config::PayloadMode;
 
 /// Time between SIGTERM and SIGKILL for the process group.
 pub const TERM_GRACE: Duration = Duration::from_secs(3);
@@ -36,11 +37,11 @@ pub struct SpawnExecutor {
 }
 
 impl SpawnExecutor {
-    /// An executor with the worker's settings.
-    pub fn new(config: &WorkerConfig) -> Self {
+    /// An executor with the given settings (the pool part is ignored).
+    pub fn new(config: &ExecutorConfig) -> Self {
         SpawnExecutor {
             python_bin: config.python_bin.clone(),
-            module: config.executor_module.clone(),
+            module: config.module.clone(),
             payload_mode: config.payload_mode,
             max_payload_bytes: config.max_payload_bytes,
             max_stdout_bytes: config.max_stdout_bytes,

@@ -1,6 +1,8 @@
 //! Error objects appended to `errors_json` and the `last_error` summary (spec §4.9).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+use crate::spec::pg_text::strip_nuls;
 
 /// Longest `last_error`, in bytes.
 pub const LAST_ERROR_MAX_BYTES: usize = 1024;
@@ -183,20 +185,6 @@ pub fn truncate_utf8(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Postgres rejects NUL in text and `\u0000` in jsonb: replace it with U+FFFD.
-pub fn strip_nuls(value: Value) -> Value {
-    match value {
-        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{fffd}")),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nuls).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k.replace('\0', "\u{fffd}"), strip_nuls(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        other => other,
-    }
 }
 
 #[cfg(test)]

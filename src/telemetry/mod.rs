@@ -17,33 +17,39 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// The default filter: our own INFO and up, the driver's warnings only.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
-/// Picks the format: `REPROQ_LOG_FORMAT=json|text`, else JSON unless stdout is a terminal.
-pub fn format_from_env() -> LogFormat {
-    use std::io::IsTerminal;
-    match std::env::var("REPROQ_LOG_FORMAT").as_deref() {
-        Ok("json") => LogFormat::Json,
-        Ok("text") => LogFormat::Text,
-        _ if std::io::stdout().is_terminal() => LogFormat::Text,
+/// Picks the format from `REPROQ_LOG_FORMAT`'s value (`json|text`, read by `cli/`),
+/// else JSON unless stdout is a terminal.
+pub fn format_for(requested: Option<&str>, stdout_is_terminal: bool) -> LogFormat {
+    match requested {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        _ if stdout_is_terminal => LogFormat::Text,
         _ => LogFormat::Json,
     }
 }
 
-/// Installs the global subscriber writing to `writer`; `RUST_LOG` overrides the filter.
+/// Installs the global subscriber writing to `writer` with [`DEFAULT_FILTER`].
 /// Does nothing if a subscriber is already installed (tests install their own).
 pub fn init<W>(format: LogFormat, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    init_with_default(format, writer, DEFAULT_FILTER);
+    init_with_filter(format, writer, DEFAULT_FILTER, None);
 }
 
-/// Like [`init`] with another default filter (`RUST_LOG` still wins).
-pub fn init_with_default<W>(format: LogFormat, writer: W, default_filter: &str)
-where
+/// Like [`init`] with another default filter, overridden by `directives` (the value of
+/// `RUST_LOG`, read by `cli/`) when they parse.
+pub fn init_with_filter<W>(
+    format: LogFormat,
+    writer: W,
+    default_filter: &str,
+    directives: Option<&str>,
+) where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = directives
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(LogLayer::new(format, writer))

@@ -300,7 +300,8 @@ async fn cluster_worker(
     let pool = reproq::db::connect(&dsn, 20, reproq::db::Plans::Generic, limits)
         .await
         .unwrap();
-    let executor = reproq::executor::AnyExecutor::for_config(&config).unwrap();
+    let executor =
+        reproq::executor::AnyExecutor::for_config(&reproq::cli::executor_config(&config)).unwrap();
     let worker = reproq::runner::Worker::new(config, pool, executor)
         .await
         .unwrap();

@@ -29,6 +29,7 @@ mod spawned;
 mod support;
 mod systemd;
 mod torture_guard;
+mod validate_golden;
 mod wakeup;
 mod worker;
 mod workflow;

@@ -97,7 +97,7 @@ async fn recycled_runners_leave_the_alive_gauge() {
         "1",
     ])
     .unwrap();
-    let executor = PoolExecutor::new(&config).unwrap();
+    let executor = PoolExecutor::new(&reproq::cli::executor_config(&config)).unwrap();
     for result_id in 1..=3 {
         let request = ExecRequest {
             result_id,

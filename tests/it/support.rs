@@ -332,7 +332,8 @@ pub async fn worker(
     extra: &[&str],
 ) -> reproq::runner::Worker<reproq::executor::AnyExecutor> {
     let config = reproq::cli::parse_worker_config(&worker_args(db, extra)).unwrap();
-    let executor = reproq::executor::AnyExecutor::for_config(&config).unwrap();
+    let executor =
+        reproq::executor::AnyExecutor::for_config(&reproq::cli::executor_config(&config)).unwrap();
     reproq::runner::Worker::new(config, db.pool.clone(), executor)
         .await
         .unwrap()

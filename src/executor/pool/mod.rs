@@ -26,8 +26,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::process::TERM_GRACE;
+use super::settings::ExecutorConfig;
 use super::{Ending, ExecError, ExecOutput, ExecRequest, Executor};
-use crate::config::{PayloadMode, WorkerConfig};
+use crate::config::PayloadMode;
 use child::{ChildSpec, WarmChild};
 
 /// The runner module, shipped inside the binary and written next to nothing else.
@@ -93,12 +94,12 @@ impl PoolExecutor {
     ///
     /// # Errors
     /// The runner module cannot be written.
-    pub fn new(config: &WorkerConfig) -> std::io::Result<Self> {
+    pub fn new(config: &ExecutorConfig) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("reproq-runner-")
             .tempdir()?;
         std::fs::write(dir.path().join("reproq_pool_runner.py"), RUNNER_SOURCE)?;
-        let inherited = std::env::var("PYTHONPATH").unwrap_or_default();
+        let inherited = &config.pool.inherited_python_path;
         let python_path = if inherited.is_empty() {
             dir.path().display().to_string()
         } else {
@@ -110,13 +111,13 @@ impl PoolExecutor {
                 python_path,
                 env_scrub: config.env_scrub.clone(),
             },
-            module: config.executor_module.clone(),
+            module: config.module.clone(),
             payload_mode: config.payload_mode,
             max_payload_bytes: config.max_payload_bytes,
             max_stdout_bytes: config.max_stdout_bytes,
             max_stderr_bytes: config.max_stderr_bytes,
-            max_tasks: config.pool_max_tasks,
-            max_rss: config.pool_max_rss,
+            max_tasks: config.pool.max_tasks,
+            max_rss: config.pool.max_rss,
             idle: Mutex::new(Vec::new()),
             backoff: Mutex::new(StartBackoff {
                 failures: 0,
