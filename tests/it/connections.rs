@@ -27,16 +27,30 @@ fn with_param(url: &str, param: &str) -> String {
     format!("{url}{separator}{param}")
 }
 
-/// `application_name` of every client connection to this database but the observer's.
+/// `application_name` and last query of every client connection to this database but
+/// the observer's, opened since the last [`opened_from_now`] (so the test's own setup
+/// connections, and those of a process stopped earlier, never count, however long the
+/// server takes to end their sessions).
 async fn others(conn: &mut PgConnection) -> Vec<(String, String)> {
     sqlx::query_as(
         "select application_name, query from pg_stat_activity
          where datname = current_database() and backend_type = 'client backend'
-           and pid <> pg_backend_pid()",
+           and pid <> pg_backend_pid()
+           and backend_start >= coalesce(
+               nullif(current_setting('reproq_test.since', true), '')::timestamptz,
+               '-infinity')",
     )
     .fetch_all(conn)
     .await
     .unwrap()
+}
+
+/// From now on [`others`] counts only connections opened after this call.
+async fn opened_from_now(conn: &mut PgConnection) {
+    sqlx::query("select set_config('reproq_test.since', clock_timestamp()::text, false)")
+        .execute(conn)
+        .await
+        .unwrap();
 }
 
 /// Waits until the connections other than the observer's satisfy `ready`.
@@ -89,6 +103,7 @@ async fn every_worker_and_beat_connection_carries_the_application_name() {
         &["--metrics-addr", &addr, "--concurrency", "2"],
     ));
     args[2] = &dsn;
+    opened_from_now(&mut conn).await;
     let mut worker = Spawned::start(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while finished(&mut conn).await < 3 {
@@ -124,6 +139,7 @@ async fn every_worker_and_beat_connection_carries_the_application_name() {
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(30).await.success());
 
+    opened_from_now(&mut conn).await;
     let mut beat = Spawned::start(
         &["beat", "--dsn", &db.url, "--interval", "200ms"],
         &[("PGAPPNAME", "app-from-env")],
@@ -207,6 +223,7 @@ async fn a_small_pool_bounds_the_workers_connections() {
         &db,
         &["--concurrency", "8", "--db-max-connections", "3"],
     ));
+    opened_from_now(&mut conn).await;
     let mut worker = Spawned::start(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut most = 0;
