@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 /// connection and never answers).
 const LOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest wait for the systemd supervisor's last words (`STOPPING=1`) on exit.
+const SUPERVISOR_EXIT: Duration = Duration::from_secs(1);
+
 /// Longest back-off of a failing row, in passes.
 const MAX_BACKOFF_PASSES: u32 = 32;
 
@@ -137,8 +140,8 @@ impl Beat {
         let mut leader: Option<PgConnection> = None;
         let mut standing_by = false;
         let mut trouble: HashMap<String, RowTrouble> = HashMap::new();
-        let (liveness, supervisor_done) = self.supervise(&shutdown.stop);
-        let _supervisor = supervisor_done.drop_guard();
+        let (liveness, supervisor_done, supervisor) = self.supervise(&shutdown.stop);
+        let _supervisor = supervisor_done.clone().drop_guard();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -182,10 +185,17 @@ impl Beat {
             }
         }
         tracing::info!("Shutting down beat");
+        // Let the supervisor say STOPPING=1 before the process exits (a runtime shutting
+        // down would drop it unscheduled).
+        supervisor_done.cancel();
+        let _ = tokio::time::timeout(SUPERVISOR_EXIT, supervisor).await;
     }
 
     /// Starts the systemd supervisor for this loop; it stops when the token fires.
-    fn supervise(&self, stop: &CancellationToken) -> (Liveness, CancellationToken) {
+    fn supervise(
+        &self,
+        stop: &CancellationToken,
+    ) -> (Liveness, CancellationToken, tokio::task::JoinHandle<()>) {
         let liveness = Liveness::default();
         let done = CancellationToken::new();
         let supervision = Supervision {
@@ -201,8 +211,8 @@ impl Beat {
             }),
             stopping: stop.clone(),
         };
-        tokio::spawn(watchdog::supervise(supervision, done.clone()));
-        (liveness, done)
+        let handle = tokio::spawn(watchdog::supervise(supervision, done.clone()));
+        (liveness, done, handle)
     }
 
     /// Keeps (or takes) the session-level advisory lock; false when another beat has it
